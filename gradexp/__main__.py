@@ -1,0 +1,32 @@
+"""Command line: python -m gradexp [overrides] (or the `gradexp` console script)."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from gradexp import CONF_DIR
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def _task(cfg: DictConfig) -> str:
+    from gradexp import run  # imports torch: not needed for --help or --cfg
+
+    hc = HydraConfig.get()
+    summary = run.main(
+        cfg, Path(hc.runtime.output_dir), dict(hc.runtime.choices), list(hc.overrides.task)
+    )
+    if hc.mode != RunMode.MULTIRUN and summary["status"] not in ("ok", "diverged"):
+        sys.exit(2 if summary.get("stop_reason") == "config_error" else 1)
+    return summary["status"]  # a sweep goes on; its table and exit status come at the end
+
+
+def main() -> None:
+    _task()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Composition root, the only module that reads the DictConfig: validate, build, train, report."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gradexp import data as datasets
+from gradexp.batches import Batches
+from gradexp.errors import ConfigError, check_choice, check_number
+from gradexp.history import History
+from gradexp.logger import Logger, write_summary
+from gradexp.train import Outcome, evaluate, train
+
+log = logging.getLogger("gradexp")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+SPLIT_KEYS = ("eval_fraction", "standardize", "split_seed")
+
+
+@dataclass
+class Knobs:
+    """The run-level values, checked."""
+
+    device: torch.device
+    dtype: torch.dtype
+    epochs: int
+    max_steps: float
+    log_every: int
+    eval_every: int | None
+    flush_secs: float
+    l2: float
+    grad_tol: float | None
+    loss_tol: float | None
+    time_limit: float | None
+
+
+def check_knobs(cfg: DictConfig) -> Knobs:
+    """Every run-level value, before anything is built: errors name the key and what is allowed."""
+    check_number("seed", cfg.seed, low=0, integer=True, strict=False)
+    check_number("epochs", cfg.epochs, low=1, integer=True, strict=False)
+    if cfg.max_steps is not None:
+        check_number("max_steps", cfg.max_steps, low=1, integer=True, strict=False)
+    check_number("log_every", cfg.log_every, low=1, integer=True, strict=False)
+    if cfg.eval_every is not None:
+        check_number("eval_every", cfg.eval_every, low=1, integer=True, strict=False)
+    check_number("flush_secs", cfg.flush_secs, low=0, strict=False)
+    check_number("l2", cfg.l2, low=0, strict=False)
+    for key in ("grad_tol", "loss_tol", "time_limit"):
+        if cfg.stop[key] is not None:
+            check_number(f"stop.{key}", cfg.stop[key], low=0)
+    check_number("optimizer.lr", cfg.optimizer.lr, low=0)
+    if cfg.batch.size is not None:
+        check_number("batch.size", cfg.batch.size, low=1, integer=True, strict=False)
+    check_number("batch.accumulate", cfg.batch.accumulate, low=1, integer=True, strict=False)
+    check_number("data.eval_fraction", cfg.data.eval_fraction, low=0, high=0.9, strict=False)
+    check_choice("dtype", cfg.dtype, DTYPES)
+    return Knobs(
+        resolve_device(str(cfg.device)),
+        DTYPES[cfg.dtype],
+        cfg.epochs,
+        math.inf if cfg.max_steps is None else cfg.max_steps,
+        cfg.log_every,
+        cfg.eval_every,
+        cfg.flush_secs,
+        float(cfg.l2),
+        cfg.stop.grad_tol,
+        cfg.stop.loss_tol,
+        cfg.stop.time_limit,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = name.partition(":")[2]
+        if count == 0:
+            raise ConfigError("device", name, "CUDA is not available here; use device=auto or cpu")
+        if index and not (index.isdigit() and int(index) < count):
+            raise ConfigError("device", name, f"no such GPU; choose cuda:0 … cuda:{count - 1}")
+        return torch.device(name)
+    raise ConfigError("device", name, "choose auto, cpu, cuda or cuda:N")
+
+
+def build(group: str, node: DictConfig, *args, **kwargs):
+    """instantiate() whose errors name the config group rather than a Python call."""
+    try:
+        return instantiate(node, *args, **kwargs) if node.get("_target_") else None
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause.under(group) from None
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(group, node.get("_target_"), str(cause)) from None
+        raise
+    except ConfigError as e:
+        raise e.under(group) from None
+
+
+def load_data(cfg: DictConfig, knobs: Knobs) -> datasets.Data:
+    loader = OmegaConf.masked_copy(cfg.data, [k for k in cfg.data if k not in SPLIT_KEYS])
+    arrays = build("data", loader)
+    split = {k: cfg.data[k] for k in SPLIT_KEYS}
+    return datasets.split(arrays, **split, device=knobs.device, dtype=knobs.dtype)
+
+
+def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
+    """Build everything from the config, train, and return the summary (also on disk)."""
+    knobs = check_knobs(cfg)
+    torch.manual_seed(cfg.seed)
+    data = load_data(cfg, knobs)
+    loss_fn = build("loss", cfg.loss)
+    if data.task not in loss_fn.tasks:
+        raise ConfigError(
+            "loss", choices.get("loss", type(loss_fn).__name__),
+            f"needs class labels, but data={choices.get('data', '?')} has a {data.task} target; "
+            "use loss=mse",
+        )  # fmt: skip
+    size = cfg.batch.size
+    if size is not None and size > data.n_train:
+        raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
+    model = build("model", cfg.model)(data.in_features, data.out_features)
+    model = model.to(device=knobs.device, dtype=knobs.dtype)
+    optimizer = build("optimizer", cfg.optimizer)(model.parameters())
+    order = torch.Generator(device=knobs.device).manual_seed(cfg.seed)
+    batches = Batches(data.x_train, loss_fn.targets(data.y_train, data.num_classes, knobs.dtype),
+                      size=size, accumulate=cfg.batch.accumulate, shuffle=cfg.batch.shuffle,
+                      drop_last=cfg.batch.drop_last, generator=order)  # fmt: skip
+    total = int(min(knobs.max_steps, knobs.epochs * batches.steps_per_epoch))
+    scheduler = build("schedule", cfg.schedule)(optimizer, total_steps=total)
+    evaluator = None
+    if len(data.x_eval):
+        target = loss_fn.targets(data.y_eval, data.num_classes, knobs.dtype)
+        labels = data.y_eval if data.task == "classification" else None
+        evaluator = lambda: evaluate(model, loss_fn, data.x_eval, target, labels)  # noqa: E731
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
+    columns += [f"grad_norm/{n}" for n in names]
+    logger = Logger(run_dir)
+    history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol)
+    logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
+    log.info(describe(cfg, choices, data, batches, knobs, total))
+    outcome = None
+    try:
+        with progress_bar(total, cfg.progress) as bar:
+            outcome = train(
+                model, loss_fn, optimizer, scheduler, batches, history,
+                epochs=knobs.epochs, max_steps=knobs.max_steps, log_every=knobs.log_every,
+                eval_every=knobs.eval_every, evaluate=evaluator, flush_secs=knobs.flush_secs,
+                l2=knobs.l2, time_limit=knobs.time_limit,
+                sync_every_log=knobs.grad_tol is not None or knobs.loss_tol is not None,
+                progress=bar,
+            )  # fmt: skip
+    finally:
+        if outcome is None:  # a crash or an interrupt: keep what was measured
+            history.flush()
+        status = outcome.status if outcome else "failed"
+        logger.hparams(hparams(cfg, choices, overrides), status)
+        logger.close()
+    return summarise(outcome, history, data, knobs) | {"elapsed_s": round(history.elapsed(), 3)}
+
+
+def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
+    """Run one experiment and always leave summary.json, whatever happens. Never raises."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    choices = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+    base = {"run_dir": str(run_dir), "overrides": list(overrides), "choices": choices}
+    started = time.time()
+    try:
+        summary = base | run(cfg, run_dir, choices, overrides)
+    except ConfigError as e:
+        log.error("gradexp: error: %s", e)
+        summary = base | {"status": "failed", "stop_reason": "config_error", "error": str(e)}
+    except KeyboardInterrupt:
+        log.error("gradexp: interrupted; logs flushed in %s", run_dir)
+        summary = base | {"status": "interrupted", "stop_reason": "interrupt"}
+    except Exception as e:
+        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        log.error("gradexp: failed: %s: %s (traceback in %s)", type(e).__name__, e, run_dir)
+        summary = base | {
+            "status": "failed",
+            "stop_reason": "error",
+            "error": f"{type(e).__name__}: {e}",
+        }
+    summary["wall_time_s"] = round(time.time() - started, 3)
+    write_summary(run_dir, summary)
+    if summary["status"] in ("ok", "diverged"):
+        log.info(one_line(summary))
+        log.info("tensorboard --logdir %s", shown_path(run_dir))
+    return summary
+
+
+def summarise(outcome: Outcome, history: History, data: datasets.Data, knobs: Knobs) -> dict:
+    last = history.last
+    return {
+        "status": outcome.status,
+        "stop_reason": outcome.stop_reason,
+        "message": outcome.message,
+        "steps": outcome.steps,
+        "examples": outcome.examples,
+        "epochs": round(outcome.examples / data.n_train, 4),
+        "final": {k: last[k] for k in ("train/loss", "train/l2", "eval/loss", "eval/accuracy",
+                                       "grad/norm", "param/norm") if k in last},
+        "best": dict(history.best),
+        "device": str(knobs.device),
+        "dtype": str(knobs.dtype).removeprefix("torch."),
+        "task": data.task,
+        "n_train": data.n_train,
+        "n_eval": len(data.x_eval),
+    }  # fmt: skip
+
+
+def hparams(cfg: DictConfig, choices: dict, overrides: list[str]) -> dict:
+    """What a sweep varies, for TensorBoard's HPARAMS tab: group choices, key knobs, overrides."""
+    hp = {g: choices[g] for g in ("data", "model", "loss", "optimizer", "batch", "schedule")
+          if g in choices}  # fmt: skip
+    hp |= {"lr": cfg.optimizer.lr, "batch_size": cfg.batch.size or 0,
+           "accumulate": cfg.batch.accumulate, "seed": cfg.seed, "l2": cfg.l2}  # fmt: skip
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        hp.setdefault(key, value)
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
+
+
+def describe(cfg, choices, data, batches, knobs, total) -> str:
+    size = "full" if cfg.batch.size is None else cfg.batch.size
+    parts = [f"{choices.get(g, '?')}" for g in ("data", "model", "loss")]
+    parts += [f"{choices.get('optimizer', '?')}(lr={cfg.optimizer.lr:g})",
+              f"{choices.get('batch', '?')}(size={size}×{cfg.batch.accumulate})"]  # fmt: skip
+    return (
+        f"gradexp: {' · '.join(parts)} · {data.n_train} train / {len(data.x_eval)} eval · "
+        f"{total} steps ({batches.steps_per_epoch}/epoch) on {knobs.device}"
+    )
+
+
+def one_line(s: dict) -> str:
+    f = s.get("final", {})
+    parts = [f"{s['status']} ({s['message']})", f"{s['steps']} steps", f"{s['wall_time_s']:.1f} s"]
+    for key, label in (("train/loss", "train loss"), ("eval/loss", "eval loss")):
+        if key in f:
+            parts.append(f"{label} {f[key]:.4g}")
+    if "eval/accuracy" in f:
+        parts.append(f"eval accuracy {100 * f['eval/accuracy']:.1f}%")
+    return "gradexp: " + " · ".join(parts)
+
+
+def shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class progress_bar:
+    """tqdm on a terminal (quiet when stderr is not a TTY), or nothing."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", disable=None, file=sys.stderr, leave=False)
+
+    def __enter__(self):
+        return self.bar
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()

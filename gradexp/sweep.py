@@ -1,0 +1,85 @@
+"""End of a sweep: a table of all jobs, printed and saved as summary.csv, and the exit status."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("gradexp")
+COLUMNS = (
+    "job",
+    "overrides",
+    "status",
+    "steps",
+    "train_loss",
+    "eval_loss",
+    "eval_accuracy",
+    "wall_time_s",
+    "message",
+)
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """One row per job directory; a job that left no summary.json counts as failed."""
+    rows = []
+    jobs = [d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()]
+    for job in sorted(jobs, key=lambda d: (len(d.name.split("_")[0]), d.name)):
+        file = job / "summary.json"
+        s = json.loads(file.read_text()) if file.is_file() else {}
+        final = s.get("final", {})
+        rows.append({
+            "job": job.name.split("_")[0],
+            "overrides": " ".join(s.get("overrides", [])) or job.name,
+            "status": s.get("status", "failed"),
+            "steps": s.get("steps", ""),
+            "train_loss": final.get("train/loss", ""),
+            "eval_loss": final.get("eval/loss", ""),
+            "eval_accuracy": final.get("eval/accuracy", ""),
+            "wall_time_s": s.get("wall_time_s", ""),
+            "message": s.get("message") or s.get("error") or ("" if s else "no summary.json: died"),
+        })  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    shown = [c for c in COLUMNS if c != "message"]
+    cells = [[fmt(r[c]) for c in shown] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(shown)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(shown, widths))]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(cell, widths)) for cell in cells]
+    lines += [f"job {r['job']}: {r['message']}" for r in rows if r["status"] == "failed"]
+    return "\n".join(lines)
+
+
+class SweepTable(Callback):
+    """Prints and saves the sweep's table; exit status 1 if a job failed other than by diverging."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = collect(sweep_dir)
+        with (sweep_dir / "summary.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        log.info(
+            "\n%s\n\nsweep table: %s\ntensorboard --logdir %s",
+            table(rows),
+            sweep_dir / "summary.csv",
+            sweep_dir,
+        )
+        failed = [r["job"] for r in rows if r["status"] not in ("ok", "diverged")]
+        if failed:
+            log.error(
+                "gradexp: %d of %d jobs failed: %s", len(failed), len(rows), ", ".join(failed)
+            )
+            raise SystemExit(1)
