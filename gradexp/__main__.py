@@ -12,7 +12,7 @@ from gradexp import CONF_DIR
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def _task(cfg: DictConfig) -> str:
+def _task(cfg: DictConfig) -> float:
     from gradexp import run  # imports torch: not needed for --help or --cfg
 
     hc = HydraConfig.get()
@@ -21,7 +21,7 @@ def _task(cfg: DictConfig) -> str:
     )
     if hc.mode != RunMode.MULTIRUN and summary["status"] not in ("ok", "diverged"):
         sys.exit(2 if summary.get("stop_reason") == "config_error" else 1)
-    return summary["status"]  # a sweep goes on; its table and exit status come at the end
+    return summary["objective"]  # for sweepers that minimise; a failed job gives inf, not an error
 
 
 def main() -> None:

@@ -196,11 +196,20 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
             "error": f"{type(e).__name__}: {e}",
         }
     summary["wall_time_s"] = round(time.time() - started, 3)
+    summary["objective"] = objective(summary)
     write_summary(run_dir, summary)
     if summary["status"] in ("ok", "diverged"):
         log.info(one_line(summary))
         log.info("tensorboard --logdir %s", shown_path(run_dir))
     return summary
+
+
+def objective(summary: dict) -> float:
+    """What a sweeper minimises: the final eval loss (train loss without eval data); inf if the
+    run failed or diverged, so a search treats it as the worst trial instead of crashing."""
+    final = summary.get("final", {})
+    value = final.get("eval/loss", final.get("train/loss", math.inf))
+    return value if summary["status"] == "ok" and math.isfinite(value) else math.inf
 
 
 def summarise(outcome: Outcome, history: History, data: datasets.Data, knobs: Knobs) -> dict:
