@@ -37,6 +37,10 @@ class Logger:
     def text(self, tag: str, text: str) -> None:
         self.writer.add_text(tag, text, 0)
 
+    def image(self, tag: str, pixels, step: int) -> None:
+        """An H×W×3 uint8 image (a figure) for TensorBoard's IMAGES tab."""
+        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+
     def hparams(self, hparams: dict[str, object], status: str) -> None:
         """The HPARAMS tab's session for this run, in this run's own directory (no sub-run).
         Its metrics are the run's own tags, so TensorBoard shows their last values."""

@@ -18,8 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from gradexp import data as datasets
 from gradexp.batches import Batches
 from gradexp.errors import ConfigError, check_choice, check_number
+from gradexp.function import ObjectiveLoss, objective_data
 from gradexp.history import History
 from gradexp.logger import Logger, write_summary
+from gradexp.probes.function import FunctionGradients
 from gradexp.train import Outcome, evaluate, train
 
 log = logging.getLogger("gradexp")
@@ -121,18 +123,24 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
     """Build everything from the config, train, and return the summary (also on disk)."""
     knobs = check_knobs(cfg)
     torch.manual_seed(cfg.seed)
-    data = load_data(cfg, knobs)
-    loss_fn = build("loss", cfg.loss)
+    make_model = build("model", cfg.model)
+    # model=function is its own objective: no data set, no loss, one dummy sample per step.
+    is_function = getattr(getattr(make_model, "func", None), "is_objective", False)
+    data = objective_data(knobs.device, knobs.dtype) if is_function else load_data(cfg, knobs)
+    loss_fn = ObjectiveLoss() if is_function else build("loss", cfg.loss)
     if data.task not in loss_fn.tasks:
         raise ConfigError(
             "loss", choices.get("loss", type(loss_fn).__name__),
             f"needs class labels, but data={choices.get('data', '?')} has a {data.task} target; "
             "use loss=mse",
         )  # fmt: skip
-    size = cfg.batch.size
+    size = None if is_function else cfg.batch.size
     if size is not None and size > data.n_train:
         raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
-    model = build("model", cfg.model)(data.in_features, data.out_features)
+    try:
+        model = make_model(data.in_features, data.out_features)
+    except ConfigError as e:
+        raise e.under("model") from None
     model = model.to(device=knobs.device, dtype=knobs.dtype)
     optimizer = build("optimizer", cfg.optimizer)(model.parameters())
     order = torch.Generator(device=knobs.device).manual_seed(cfg.seed)
@@ -149,10 +157,15 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
     columns += [f"grad_norm/{n}" for n in names]
+    probes = build_probes(cfg, knobs, batches, is_function)
     logger = Logger(run_dir)
     history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol)
     logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
-    log.info(describe(cfg, choices, data, batches, knobs, total))
+    if is_function:
+        log.info(f"gradexp: {model.extra_repr()} · {choices.get('optimizer', '?')}"
+                 f"(lr={cfg.optimizer.lr:g}) · {total} steps on {knobs.device}")  # fmt: skip
+    else:
+        log.info(describe(cfg, choices, data, batches, knobs, total))
     outcome = None
     try:
         with progress_bar(total, cfg.progress) as bar:
@@ -162,15 +175,35 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
                 eval_every=knobs.eval_every, evaluate=evaluator, flush_secs=knobs.flush_secs,
                 l2=knobs.l2, time_limit=knobs.time_limit,
                 sync_every_log=knobs.grad_tol is not None or knobs.loss_tol is not None,
-                progress=bar,
+                progress=bar, probes=probes,
             )  # fmt: skip
+        finished = {}
+        for probe in probes:  # probes that report at the end (plots, checks): one host copy each
+            if hasattr(probe, "finish"):
+                finished |= probe.finish(run_dir, logger)
     finally:
         if outcome is None:  # a crash or an interrupt: keep what was measured
             history.flush()
         status = outcome.status if outcome else "failed"
         logger.hparams(hparams(cfg, choices, overrides), status)
         logger.close()
-    return summarise(outcome, history, data, knobs) | {"elapsed_s": round(history.elapsed(), 3)}
+    summary = summarise(outcome, history, data, knobs) | {"elapsed_s": round(history.elapsed(), 3)}
+    return summary | ({"probes": finished} if finished else {})
+
+
+def build_probes(cfg: DictConfig, knobs: Knobs, batches: Batches, is_function: bool) -> list:
+    """probes=[noise,sharpness,…]: each probe gets the training set and λ besides its config.
+    model=function always gets the function probe (gradients side by side, the path plot)."""
+    probes = []
+    for name, node in (cfg.get("probes") or {}).items():
+        make = build(f"probes.{name}", node)
+        try:
+            probes.append(make(data=(batches.x, batches.y), l2=knobs.l2))
+        except ConfigError as e:
+            raise e.under(f"probes.{name}") from None
+    if is_function and not any(isinstance(p, FunctionGradients) for p in probes):
+        probes.insert(0, FunctionGradients(l2=knobs.l2))
+    return probes
 
 
 def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
