@@ -14,43 +14,13 @@ from gradexp.errors import ConfigError
 
 # The only names an expression may use besides its variables: a restricted namespace, so parsing
 # never reaches Python's builtins (sympify on untrusted text would).
-FUNCTIONS = {
-    name: getattr(sympy, name)
-    for name in (
-        "sin",
-        "cos",
-        "tan",
-        "exp",
-        "log",
-        "sqrt",
-        "tanh",
-        "sinh",
-        "cosh",
-        "atan",
-        "asin",
-        "acos",
-        "Abs",
-        "Max",
-        "Min",
-        "pi",
-        "E",
-    )
-}
-FUNCTIONS["abs"] = sympy.Abs
-TORCH = {
-    sympy.sin: torch.sin,
-    sympy.cos: torch.cos,
-    sympy.tan: torch.tan,
-    sympy.exp: torch.exp,
-    sympy.log: torch.log,
-    sympy.tanh: torch.tanh,
-    sympy.sinh: torch.sinh,
-    sympy.cosh: torch.cosh,
-    sympy.atan: torch.atan,
-    sympy.asin: torch.asin,
-    sympy.acos: torch.acos,
-    sympy.Abs: torch.abs,
-}
+NAMES = "sin cos tan exp log sqrt tanh sinh cosh atan asin acos Abs Max Min pi E"
+FUNCTIONS = {name: getattr(sympy, name) for name in NAMES.split()} | {"abs": sympy.Abs}
+UNARY = "sin cos tan exp log tanh sinh cosh atan asin acos sign"  # sign: the derivative of Abs
+TORCH = {getattr(sympy, n): getattr(torch, n) for n in UNARY.split()}
+TORCH[sympy.Abs] = torch.abs
+# Max and Min differentiate to Heaviside steps (sympy's H(0) = 1/2).
+TORCH[sympy.Heaviside] = lambda x, *_: torch.heaviside(x, torch.full_like(x, 0.5))
 ALLOWED = re.compile(r"^[A-Za-z0-9_+\-*/^()., ]+$")
 RESERVED = {"training", "forward", "expression", "variables", "start"}
 ALLOWED_TEXT = "use variables, numbers, + - * / ** ^ ( ) and " + ", ".join(sorted(FUNCTIONS))
@@ -58,6 +28,8 @@ ALLOWED_TEXT = "use variables, numbers, + - * / ** ^ ( ) and " + ", ".join(sorte
 
 def parse(text: str, constants: dict[str, float] | None = None) -> sympy.Expr:
     """A sympy expression from text, or a ConfigError naming `expression`."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        text = str(text)  # Hydra reads model.expression=3 as a number
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(
             "expression", repr(text), "must be a non-empty formula, e.g. 'x**2 + y**2'"
@@ -86,6 +58,8 @@ def parse(text: str, constants: dict[str, float] | None = None) -> sympy.Expr:
     if not isinstance(expr, sympy.Expr):
         raise ConfigError("expression", repr(text), "is not a real-valued formula")
     expr = expr.subs({sympy.Symbol(k): sympy.Float(v) for k, v in (constants or {}).items()})
+    # Real variables: d|x|/dx is then sign(x), not an expression in re(x) and im(x).
+    expr = expr.subs({s: sympy.Symbol(s.name, real=True) for s in expr.free_symbols})
     if not expr.free_symbols:
         raise ConfigError("expression", repr(text), "has no variables to optimise")
     for f in expr.atoms(sympy.Function):
@@ -142,16 +116,13 @@ class FunctionModel(nn.Module):
         self.symbols = sorted(self.expression.free_symbols, key=lambda s: s.name)
         self.variables = [s.name for s in self.symbols]
         start = dict(start or {})
+        # Entries for other names are ignored: Hydra merges model.start={x: 1} into the preset's
+        # start, so a preset's y stays there when an override's formula has only x.
         missing = [v for v in self.variables if v not in start]
-        extra = [k for k in start if k not in self.variables]
-        if missing or extra:
+        if missing:
             wanted = "{" + ", ".join(f"{v}: …" for v in self.variables) + "}"
-            say = (
-                f"gives {', '.join(extra)}, not variables of f"
-                if extra
-                else f"lacks {', '.join(missing)}"
-            )
-            raise ConfigError("start", start, f"{say}; give a value for each variable: {wanted}")
+            why = f"lacks {', '.join(missing)}; give a value for each variable: {wanted}"
+            raise ConfigError("start", start, why)
         for name in self.variables:
             if name in RESERVED or name.startswith("_"):
                 why = f"variable name {name!r} is reserved; rename it"
@@ -163,7 +134,10 @@ class FunctionModel(nn.Module):
                 or not math.isfinite(value)
             ):
                 raise ConfigError(f"start.{name}", value, "must be a finite number")
-            self.register_parameter(name, nn.Parameter(torch.tensor(float(value))))
+            # float64 from the start: with dtype=float64 the start is exactly the configured point.
+            self.register_parameter(
+                name, nn.Parameter(torch.tensor(float(value), dtype=torch.float64))
+            )
 
     def point(self) -> dict[sympy.Symbol, Tensor]:
         return {s: getattr(self, s.name) for s in self.symbols}

@@ -41,7 +41,8 @@ def draw(expr: sympy.Expr, symbols: list, path: np.ndarray, values: np.ndarray, 
         lo, hi = _box(shown)
         xs = np.linspace(lo[0], hi[0], 400)
         left.plot(xs, _on_grid(expr, symbols, [xs]), color="0.3", lw=1.5, label=f"f({names[0]})")
-        left.plot(shown[:, 0], values[finite], "o-", color="#4575b4", ms=3, lw=1, label="path")
+        style = "o-" if len(shown) <= 80 else "-"
+        left.plot(shown[:, 0], values[finite], style, color="#4575b4", ms=3, lw=1, label="path")
         left.set_xlabel(names[0])
         left.set_ylabel(f"f({names[0]})")
         ends = [(shown[0, 0], values[finite][0]), (shown[-1, 0], values[finite][-1])]
@@ -54,8 +55,9 @@ def draw(expr: sympy.Expr, symbols: list, path: np.ndarray, values: np.ndarray, 
         filled = left.contourf(*axes, z, levels=levels, cmap="viridis", alpha=0.55)
         left.contour(*axes, z, levels=levels, colors="k", linewidths=0.4, alpha=0.5)
         fig.colorbar(filled, ax=left, label="f")
+        style = "o-" if len(shown) <= 80 else "-"  # dots while they can still be told apart
         left.plot(
-            shown[:, 0], shown[:, 1], "o-", color="white", mec="k", ms=3, lw=1.2, label="path"
+            shown[:, 0], shown[:, 1], style, color="white", mec="k", ms=3, lw=1.2, label="path"
         )
         left.set_xlabel(names[0])
         left.set_ylabel(names[1])
