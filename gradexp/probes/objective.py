@@ -68,7 +68,7 @@ def hvp_operator(model, loss_fn, x, y, l2) -> tuple[Tensor, Callable[[Tensor], T
 
 
 def exact_hessian(model, loss_fn, x, y, l2) -> Tensor:
-    """The P×P Hessian of J by torch.func (forward-over-reverse): for small models only."""
+    """The P×P Hessian of J by torch.func: for small models only."""
     names, params = zip(*trainable(model).items())
     shapes = [p.shape for p in params]
 
@@ -76,7 +76,9 @@ def exact_hessian(model, loss_fn, x, y, l2) -> Tensor:
         parts = unflat(theta, shapes)
         return objective(model, loss_fn, x, y, l2, dict(zip(names, parts)))
 
-    return torch.func.hessian(j)(flat(p.detach() for p in params))
+    # Reverse over reverse: torch.func.hessian (forward over reverse) loads deprecated
+    # TorchScript decompositions and warns.
+    return torch.func.jacrev(torch.func.jacrev(j))(flat(p.detach() for p in params))
 
 
 def jacobian(model: nn.Module, x: Tensor) -> Tensor:
