@@ -72,7 +72,7 @@ def test_noise_statistics_match_their_definitions_on_a_loop():
     model, loss_fn = mlp(), CrossEntropyLoss()
     x, y = batch(n=12)
     full_x, full_y = batch(n=40)
-    out = Noise(method="vmap", data=(full_x, full_y), l2=L2)(
+    out = Noise(method="vmap", full_every=1, data=(full_x, full_y), l2=L2)(
         model=model, micro=[(x[:5], y[:5]), (x[5:], y[5:])], loss_fn=loss_fn, optimizer=None
     )  # two micro-batches: the update's batch is their concatenation
     g = loop_grads(model, loss_fn, x, y, L2)
@@ -88,10 +88,10 @@ def test_noise_statistics_match_their_definitions_on_a_loop():
     assert set(out) == set(expect)
     for tag, value in expect.items():
         assert out[tag].item() == pytest.approx(value.item(), rel=1e-10), tag
-    hooks = Noise(method="auto", data=(full_x, full_y), l2=L2)
+    hooks = Noise(method="auto", full_every=1, data=(full_x, full_y), l2=L2)
     mlp_relu = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
     a = hooks(model=mlp_relu, micro=[(x, y)], loss_fn=loss_fn, optimizer=None)
-    b = Noise(method="vmap", data=(full_x, full_y), l2=L2)(
+    b = Noise(method="vmap", full_every=1, data=(full_x, full_y), l2=L2)(
         model=mlp_relu, micro=[(x, y)], loss_fn=loss_fn, optimizer=None
     )
     for tag in expect:
@@ -147,3 +147,21 @@ def test_noise_probe_end_to_end_matches_a_loop_on_the_logged_step(run_dir):
     assert first["noise/cosine_to_full"] == pytest.approx(1.0, abs=1e-12)  # full batch
     steps = [s for s, _ in scalars(run_dir)["noise/snr"]]
     assert steps == [1, 2, 3]
+
+
+def test_full_gradient_schedule_and_the_unbiased_estimate_without_it():
+    model, loss_fn = mlp(), CrossEntropyLoss()
+    x, y = batch(n=12)
+    probe = Noise(full_every=2, data=batch(n=40))
+    logged = []
+    for step in range(1, 6):
+        assert probe.due(step)
+        out = probe(model=model, micro=[(x, y)], loss_fn=loss_fn, optimizer=None)
+        logged += [step] if "noise/cosine_to_full" in out else []
+    assert logged == [1, 2, 4]  # the first call, then every second step
+    blind = Noise(full_every=None)(model=model, micro=[(x, y)], loss_fn=loss_fn, optimizer=None)
+    g = loop_grads(model, loss_fn, x, y, 0.0)
+    var = ((g - g.mean(0)) ** 2).sum() / (len(g) - 1)
+    signal = g.mean(0).square().sum() - var / len(g)  # E‖ḡ‖² = ‖G‖² + tr Σ / n
+    assert "noise/cosine_to_full" not in blind
+    assert blind["noise/noise_scale"].item() == pytest.approx((var / signal).item(), rel=1e-10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradexp.errors import check_choice
+from gradexp.errors import ConfigError, check_choice
 from gradexp.probes.objective import gradient, whole_batch
 from gradexp.probes.persample import linear_only, linear_sample_norms, per_sample_grads
 from gradexp.probes.schedule import Scheduled
@@ -42,22 +42,24 @@ class Noise(Scheduled):
     """noise/grad_variance, noise/noise_scale, noise/snr and noise/cosine_to_full on the update's
     batch. method=vmap computes every per-sample gradient (torch.func, any model); hooks only
     their norms (nn.Linear-only models, about one extra step); auto picks hooks where it can.
-    full: also take the gradient of the whole training set (G), for the cosine and an exact ‖G‖²."""
 
-    def __init__(
-        self,
-        every: int | str = 1,
-        method: str = "auto",
-        full: bool = True,
-        per_decade: int = 10,
-        *,
-        data=None,
-        l2: float = 0.0,
-    ):
+    G, the gradient of the whole training set, costs a full-batch pass: it is recomputed on
+    every `full_every`-th step (and the first time the probe runs); cosine_to_full is logged on
+    those steps, and noise_scale and snr use the latest ‖G‖² (it changes slowly). With
+    full_every=null, G is never computed and ‖G‖² is the batch's unbiased estimate."""
+
+    def __init__(self, every: int | str = 1, method: str = "auto", full_every: int | None = 10,
+                 per_decade: int = 10, *, data=None, l2: float = 0.0):  # fmt: skip
         super().__init__(every, per_decade)
         check_choice("method", method, ("auto", "vmap", "hooks"))
-        check_choice("full", full, (True, False))
-        self.method, self.full, self.data, self.l2 = method, full, data, l2
+        if full_every is not None and (not isinstance(full_every, int) or full_every < 1):
+            raise ConfigError("full_every", full_every, "must be an integer ≥ 1 or null")
+        self.method, self.full_every, self.data, self.l2 = method, full_every, data, l2
+        self.step, self.full = 0, None
+
+    def due(self, step: int) -> bool:
+        self.step = step
+        return super().due(step)
 
     def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
         x, y = whole_batch(micro)
@@ -69,5 +71,12 @@ class Noise(Scheduled):
         else:
             rows = per_sample_grads(model, loss_fn, x, y, self.l2)
             sq, mean = rows.square().sum(1), rows.mean(0)
-        full = gradient(model, loss_fn, *self.data, self.l2) if self.full else None
-        return {k: v.detach() for k, v in noise_stats(sq, mean, full).items()}
+        fresh = self.full_every is not None and (
+            self.full is None or self.step % self.full_every == 0
+        )
+        if fresh:
+            self.full = gradient(model, loss_fn, *self.data, self.l2).detach()
+        out = noise_stats(sq, mean, self.full)
+        if not fresh:
+            out.pop("noise/cosine_to_full", None)
+        return {k: v.detach() for k, v in out.items()}
