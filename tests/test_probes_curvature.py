@@ -82,7 +82,7 @@ def test_sharpness_probe_warm_start_converges_in_few_iterations():
     model, x, y = small_mlp()
     eig = torch.linalg.eigvalsh(exact_hessian(model, CrossEntropyLoss(), x, y, 0.0))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    probe = Sharpness(iters=300, data=(x, y))
+    probe = Sharpness(iters=300, batch=None, data=(x, y))
     first = probe(model=model, micro=[], loss_fn=CrossEntropyLoss(), optimizer=opt)
     assert first["curvature/sharpness"].item() == pytest.approx(eig[-1].item(), rel=1e-8)
     assert first["curvature/threshold"].item() == pytest.approx((2 + 2 * 0.9) / 0.1)
@@ -104,7 +104,7 @@ def test_hutchinson_trace_is_unbiased_within_its_standard_error():
     off = h - torch.diag(torch.diag(h))
     se = math.sqrt(2 * off.square().sum().item() / samples)  # Var vᵀHv = 2Σ_{i≠j} H_ij²
     assert abs(est.item() - h.trace().item()) < 4 * se
-    exact = Hessian(method="exact", data=(x, y), l2=L2)
+    exact = Hessian(method="exact", batch=None, data=(x, y), l2=L2)
     out = exact(model=model, micro=[], loss_fn=CrossEntropyLoss(), optimizer=None)
     eig = torch.linalg.eigvalsh(h)
     assert out["curvature/trace"].item() == pytest.approx(h.trace().item(), rel=1e-10)
