@@ -127,3 +127,16 @@ def test_bad_function_config_is_a_config_error_naming_the_key(override, key, say
     with pytest.raises(ConfigError) as e:
         run.run(cfg, None, choices, [])
     assert e.value.key == key and says in str(e.value)
+
+
+@pytest.mark.slow
+def test_the_documented_command_just_works(tmp_path):
+    from conftest import cli
+
+    done = cli("model=function", "model.expression=x**2 + y**2", "model.start={x: 2, y: 2}",
+               "optimizer.lr=0.1", "hydra.run.dir=out", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "f(x, y) = x**2 + y**2" in done.stdout + done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["steps"] == 20
+    assert (tmp_path / "out" / "trajectory.png").is_file()
