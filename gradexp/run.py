@@ -180,7 +180,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
         finished = {}
         for probe in probes:  # probes that report at the end (plots, checks): one host copy each
             if hasattr(probe, "finish"):
-                finished |= probe.finish(run_dir, logger)
+                finished |= probe.finish(run_dir, logger, outcome.steps)
     finally:
         if outcome is None:  # a crash or an interrupt: keep what was measured
             history.flush()

@@ -54,13 +54,13 @@ def test_gradcheck_passes_on_a_correct_model_and_fails_loudly_on_a_wrong_backwar
     out = probe(model=good, micro=[(x, y)], loss_fn=CrossEntropyLoss(), optimizer=None)
     assert out["gradcheck/max_rel_error"].item() < 1e-7
     assert out["gradcheck/h"].item() == 1e-6
-    assert probe.finish(None, None)["gradcheck"]["passed"] is True
+    assert probe.finish(None, None, 10)["gradcheck"]["passed"] is True
     bad = GradCheck(coords=15)
     bad.due(3)
     out = bad(model=Buggy(), micro=[(x, y)], loss_fn=CrossEntropyLoss(), optimizer=None)
     assert out["gradcheck/max_rel_error"].item() > 0.01
     with caplog.at_level(logging.WARNING, logger="gradexp"):
-        report = bad.finish(None, None)["gradcheck"]
+        report = bad.finish(None, None, 10)["gradcheck"]
     assert report["passed"] is False and report["step"] == 3
     assert "GRADIENT CHECK FAILED" in caplog.text
 

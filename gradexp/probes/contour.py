@@ -57,7 +57,7 @@ def draw(expr: sympy.Expr, symbols: list, path: np.ndarray, values: np.ndarray, 
         fig.colorbar(filled, ax=left, label="f")
         style = "o-" if len(shown) <= 80 else "-"  # dots while they can still be told apart
         left.plot(
-            shown[:, 0], shown[:, 1], style, color="white", mec="k", ms=3, lw=1.2, label="path"
+            shown[:, 0], shown[:, 1], style, color="#ff7f00", mec="k", ms=3, lw=1.2, label="path"
         )
         left.set_xlabel(names[0])
         left.set_ylabel(names[1])
@@ -65,6 +65,8 @@ def draw(expr: sympy.Expr, symbols: list, path: np.ndarray, values: np.ndarray, 
     left.plot(*ends[0], "o", color=START, ms=11, mec="k", label="start", zorder=5)
     left.plot(*ends[1], "*", color=END, ms=16, mec="k", label="end", zorder=5)
     left.legend(loc="best", fontsize=8)
+    if not finite.all():
+        title += f" ({(~finite).sum()} points beyond |θ| > 1e6 not drawn)"
     left.set_title(title, fontsize=10)
     steps = np.arange(len(values))
     positive = np.isfinite(values) & (values > 0)

@@ -34,7 +34,7 @@ class FunctionGradients(Scheduled):
             raise ConfigError("h", h, "must be a number > 0")
         self.h, self.plot, self.l2 = float(h), plot, l2
         self.model: FunctionModel | None = None
-        self.path: list[Tensor] = []
+        self.path: list[tuple[int, Tensor]] = []  # (step, θ before that step's update)
         self.step = 0
 
     def due(self, step: int) -> bool:
@@ -50,7 +50,7 @@ class FunctionGradients(Scheduled):
             self.partials = [sympy.diff(model.expression, s) for s in model.symbols]
         names = model.variables
         theta = torch.stack([getattr(model, n).detach() for n in names]).double()
-        self.path.append(theta)
+        self.path.append((self.step, theta))
         at = dict(zip(model.symbols, theta))
         with torch.no_grad():
             value = evaluate(model.expression, at)
@@ -76,19 +76,21 @@ class FunctionGradients(Scheduled):
         e[i] = self.h
         return (j(theta + e) - j(theta - e)) / (2 * self.h)
 
-    def finish(self, run_dir, logger) -> dict:
-        """The path (with the final point) over the contour plot: trajectory.png and an image."""
+    def finish(self, run_dir, logger, steps: int) -> dict:
+        """The path over the contour plot: trajectory.png and an image. `steps` is where the run
+        stopped (a diverged run may have gone on until the next flush noticed)."""
         if not self.plot or self.model is None:
             return {}
         from gradexp.probes.contour import draw, to_rgb
 
         m = self.model
-        final = torch.stack([getattr(m, n).detach() for n in m.variables]).double()
-        path = torch.stack([*self.path, final]).cpu().numpy()
+        points = [theta for s, theta in self.path if s <= steps + 1]  # + 1: θ after the last step
+        if len(points) == len([s for s, _ in self.path if s <= steps]):
+            points.append(torch.stack([getattr(m, n).detach() for n in m.variables]).double())
+        path = torch.stack(points).cpu().numpy()
         with torch.no_grad():
             at = [dict(zip(m.symbols, torch.as_tensor(p))) for p in path]
             values = np.array([float(evaluate(m.expression, a)) for a in at])
-        steps = self.step
         title = f"f = {sympy.sstr(m.expression)}\n{self.optimizer}, {steps} steps from ● to ★"
         fig = draw(m.expression, m.symbols, path, values, title)
         fig.savefig(run_dir / "trajectory.png")

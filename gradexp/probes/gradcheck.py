@@ -81,8 +81,9 @@ class GradCheck(Scheduled):
             "gradcheck/h": h,
         }
 
-    def finish(self, run_dir, logger) -> dict:
+    def finish(self, run_dir, logger, steps: int) -> dict:
         """One host copy at the end: did autograd and finite differences agree throughout?"""
+        self.at = [(s, e) for s, e in self.at if s <= steps]
         if not self.at:
             return {}
         errors = torch.stack([e for _, e in self.at]).cpu().tolist()
