@@ -110,6 +110,8 @@ def test_hutchinson_trace_is_unbiased_within_its_standard_error():
     assert out["curvature/trace"].item() == pytest.approx(h.trace().item(), rel=1e-10)
     assert out["curvature/eig_max"].item() == pytest.approx(eig[-1].item(), rel=1e-10)
     assert out["curvature/eig_min"].item() == pytest.approx(eig[0].item(), rel=1e-10)
+    sv = torch.linalg.svdvals(jacobian(model, x))  # independent: jacobian is tested on its own
+    assert out["curvature/jacobian_sv_max"].item() == pytest.approx(sv[0].item(), rel=1e-12)
 
 
 def test_threshold_is_two_over_lr_and_knows_momentum():

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from gradexp.errors import ConfigError, check_choice
 from gradexp.probes.eigen import hutchinson_trace, lanczos, power_iteration
-from gradexp.probes.objective import exact_hessian, hvp_operator, whole_batch
+from gradexp.probes.objective import exact_hessian, hvp_operator, jacobian, whole_batch
 from gradexp.probes.schedule import Scheduled
 
 
@@ -47,7 +47,9 @@ class FixedBatch(Scheduled):
 
 class Sharpness(FixedBatch):
     """curvature/sharpness (λ_max of the Hessian of J) by power iteration or Lanczos, warm-started
-    from the last eigenvector, and curvature/threshold: GD is unstable where sharpness > 2/η."""
+    from the last eigenvector, and curvature/threshold: GD is unstable where sharpness > 2/η.
+    Power iteration finds the eigenvalue largest in magnitude, which in training is λ_max in
+    practice (negative curvature is far smaller); Lanczos finds λ_max itself."""
 
     def __init__(
         self,
@@ -85,7 +87,8 @@ class Sharpness(FixedBatch):
 
 class Hessian(FixedBatch):
     """curvature/trace by Hutchinson's estimator (method=hutchinson), or the exact Hessian by
-    torch.func (method=exact; small models): its trace and its extreme eigenvalues."""
+    torch.func (method=exact; small models): its trace and extreme eigenvalues, and the largest
+    singular value of the Jacobian of the model's outputs (curvature/jacobian_sv_max)."""
 
     def __init__(
         self,
@@ -113,10 +116,13 @@ class Hessian(FixedBatch):
             x, y = whole_batch(micro) if self.batch == "current" else self.fixed
             h = exact_hessian(model, loss_fn, x, y, self.l2).detach()
             eig = torch.linalg.eigvalsh(h)
+            # The Jacobian of the outputs: its top singular value² is the NTK's top eigenvalue.
+            sv = torch.linalg.svdvals(jacobian(model, x).detach())
             return {
                 "curvature/trace": eig.sum(),
                 "curvature/eig_max": eig[-1],
                 "curvature/eig_min": eig[0],
+                "curvature/jacobian_sv_max": sv[0],
             }
         grad, hvp = self.operator(model, micro, loss_fn)
         if self.generator is None:

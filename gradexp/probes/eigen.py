@@ -66,7 +66,7 @@ def hutchinson_trace(
     dtype: torch.dtype,
     device: torch.device,
 ) -> Tensor:
-    """tr H ≈ mean of vᵀHv over Rademacher vectors v (E[vvᵀ] = I); variance 2Σ_{i≠j} H_ij²."""
+    """tr H ≈ mean of vᵀHv over Rademacher v (E[vvᵀ] = I); each vᵀHv has variance 2Σ_{i≠j} H_ij²."""
     total = torch.zeros((), dtype=dtype, device=device)
     for _ in range(samples):
         v = torch.randint(0, 2, (dim,), generator=generator, device=device).to(dtype) * 2 - 1
