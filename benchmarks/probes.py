@@ -29,9 +29,10 @@ VARIANTS = {
     "noise every step (vmap, no G)": [
         "probes=[noise]", "probes.noise.method=vmap", "probes.noise.full_every=null",
     ],
-    "sharpness every 50 (20 HVPs)": ["probes=[sharpness]"],
+    "sharpness every 50 (20 HVPs)": ["probes=[sharpness]", "probes.sharpness.tol=0"],
+    "sharpness every 50 (≤ 20 HVPs, tol 1e-3)": ["probes=[sharpness]"],
     "sharpness every 50 (20 HVPs, fixed batch 256)": [
-        "probes=[sharpness]", "probes.sharpness.batch=256",
+        "probes=[sharpness]", "probes.sharpness.batch=256", "probes.sharpness.tol=0",
     ],
     "sharpness every 50 (20 HVPs, lanczos)": [
         "probes=[sharpness]", "probes.sharpness.method=lanczos",

@@ -71,8 +71,10 @@ def test_power_iteration_and_lanczos_find_eigvalsh_top_eigenvalue():
     start = torch.randn(
         eig.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64
     )
-    value, _ = power_iteration(hvp, start, 300)
-    assert value.item() == pytest.approx(top.item(), rel=1e-8)
+    value, vector, used = power_iteration(hvp, start, 300)
+    assert value.item() == pytest.approx(top.item(), rel=1e-8) and used == 300
+    warm, _, used = power_iteration(hvp, vector, 300, tol=1e-9)  # warm: stops at once
+    assert used == 2 and warm.item() == pytest.approx(top.item(), rel=1e-8)
     values, _ = lanczos(hvp, start, 30)
     assert values[-1].item() == pytest.approx(eig[-1].item(), rel=1e-10)
     assert values[0].item() == pytest.approx(eig[0].item(), rel=1e-8, abs=1e-10)

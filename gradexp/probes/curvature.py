@@ -55,6 +55,7 @@ class Sharpness(FixedBatch):
         self,
         every: int | str = 50,
         iters: int = 20,
+        tol: float = 0.0,
         method: str = "power",
         batch: int | str | None = "current",
         per_decade: int = 10,
@@ -66,7 +67,9 @@ class Sharpness(FixedBatch):
         check_choice("method", method, ("power", "lanczos"))
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
             raise ConfigError("iters", iters, "must be an integer ≥ 1")
-        self.iters, self.method, self.vector = iters, method, None
+        if not isinstance(tol, int | float) or tol < 0:
+            raise ConfigError("tol", tol, "must be a number ≥ 0 (0: always `iters` products)")
+        self.iters, self.tol, self.method, self.vector = iters, tol, method, None
 
     def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
         grad, hvp = self.operator(model, micro, loss_fn)
@@ -74,11 +77,13 @@ class Sharpness(FixedBatch):
             g = torch.Generator(device=grad.device).manual_seed(0)
             self.vector = torch.randn(grad.shape, generator=g, device=grad.device, dtype=grad.dtype)
         if self.method == "power":
-            value, self.vector = power_iteration(hvp, self.vector, self.iters)
+            value, self.vector, used = power_iteration(hvp, self.vector, self.iters, self.tol)
         else:
             values, self.vector = lanczos(hvp, self.vector, self.iters)
             value = values[-1]
         out = {"curvature/sharpness": value.detach()}
+        if self.tol and self.method == "power":
+            out["curvature/sharpness_iters"] = torch.tensor(float(used), device=value.device)
         limit = threshold(optimizer)
         if limit is not None:
             out["curvature/threshold"] = torch.tensor(limit, dtype=value.dtype, device=value.device)

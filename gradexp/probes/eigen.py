@@ -15,17 +15,24 @@ def _unit(v: Tensor) -> Tensor:
     return v / torch.linalg.vector_norm(v).clamp_min(torch.finfo(v.dtype).tiny)
 
 
-def power_iteration(hvp: HVP, start: Tensor, iters: int) -> tuple[Tensor, Tensor]:
-    """(λ, v): the eigenvalue of largest magnitude and its unit eigenvector after `iters`
-    products, as the Rayleigh quotient vᵀHv. Warm-start `start` from the previous v: the top
+def power_iteration(
+    hvp: HVP, start: Tensor, iters: int, tol: float = 0.0
+) -> tuple[Tensor, Tensor, int]:
+    """(λ, v, products used): the eigenvalue of largest magnitude and its unit eigenvector, as
+    the Rayleigh quotient vᵀHv, after `iters` products, or fewer once successive estimates
+    agree within a relative `tol` (tol > 0 reads each estimate on the host: a sync per product,
+    on a probe that runs every K steps). Warm-start `start` from the previous v: the top
     eigenvector moves slowly during training, so a few products then suffice."""
     v = _unit(start)
-    value = torch.zeros((), dtype=v.dtype, device=v.device)
-    for _ in range(iters):
+    value = previous = torch.zeros((), dtype=v.dtype, device=v.device)
+    for k in range(1, iters + 1):
         hv = hvp(v)
         value = torch.dot(v, hv)
         v = _unit(hv)
-    return value, v
+        if tol and k > 1 and abs(value - previous).item() <= tol * abs(value).item():
+            return value, v, k
+        previous = value
+    return value, v, iters
 
 
 def lanczos(hvp: HVP, start: Tensor, iters: int) -> tuple[Tensor, Tensor]:
