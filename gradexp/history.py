@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+log = logging.getLogger("gradexp")
 BEST = {"train/loss": min, "eval/loss": min, "eval/accuracy": max}
 SPREAD = ("train/loss", "grad/norm")  # tags that also get _min/_max over a logged interval
 
@@ -29,9 +31,13 @@ class History:
     averages rows per logged interval and writes them with the snapshots.
     """
 
-    def __init__(self, sink, columns: list[str], log_every: int, grad_tol=None, loss_tol=None):
+    def __init__(
+        self, sink, columns: list[str], log_every: int, grad_tol=None, loss_tol=None, watch=None
+    ):
         self.sink, self.columns, self.log_every = sink, columns, log_every
         self.grad_tol, self.loss_tol = grad_tol, loss_tol
+        self.watch = watch  # a GrowthWatch: warns of an exploding gradient norm (or None)
+        self.warnings: list[str] = []
         self.rows: list[Tensor] = []
         self.steps: list[tuple[int, float]] = []  # (step, lr) of each row
         self.points: list[tuple[int, dict]] = []
@@ -63,6 +69,7 @@ class History:
         epochs = self._host([(e, v) for _, e, v in self.epochs])
         stop = self._check(rows)
         limit = stop.step if stop else math.inf
+        self._watch(rows, limit)
         by_step: dict[int, dict[str, float]] = {}
         epoch_points = []
         epoch_ends = {s: (e, v) for (_, v), (e, s, _) in zip(epochs, self.epochs)}
@@ -103,6 +110,38 @@ class History:
             self.sink.flush()
         return stop
 
+    def _watch(self, rows: np.ndarray, limit: float) -> None:
+        if self.watch is None or not len(rows):
+            return
+        steps = [s for s, _ in self.steps if s <= limit]
+        warning = self.watch.feed(steps, rows[: len(steps), self.columns.index("grad/norm")])
+        if warning:
+            log.warning("gradexp: warning: %s", warning)
+            self.warnings.append(warning)
+
+    def state(self) -> dict:
+        """What a resumed run needs to go on logging exactly as this one would (after flush())."""
+        return {
+            "interval": [row.tolist() for row in self.interval],
+            "epoch_sum": self.epoch_sum.tolist(),
+            "epoch_n": self.epoch_n,
+            "last": dict(self.last),
+            "best": dict(self.best),
+            "elapsed": self.elapsed(),
+            "warnings": list(self.warnings),
+            "watch": self.watch.state() if self.watch is not None else None,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.interval = [np.array(row, dtype=np.float64) for row in state["interval"]]
+        self.epoch_sum = np.array(state["epoch_sum"], dtype=np.float64)
+        self.epoch_n = state["epoch_n"]
+        self.last, self.best = dict(state["last"]), dict(state["best"])
+        self.start = time.perf_counter() - state["elapsed"]
+        self.warnings = list(state["warnings"])
+        if self.watch is not None and state["watch"] is not None:
+            self.watch.load_state(state["watch"])
+
     def _aggregate(self) -> dict[str, float]:
         block = np.stack(self.interval)
         self.interval = []
@@ -139,11 +178,22 @@ class History:
         step, lr = self.steps[i]
         message = {
             "diverged": f"diverged at step {step}, loss={loss[i]:.4g}, ‖∇J‖={gnorm[i]:.4g}, "
-            f"lr={lr:g}",
+            f"lr={lr:g}: {self._culprit(rows[i], step)}",
             "grad_tol": f"converged at step {step}: ‖∇J‖={gnorm[i]:.3g} < grad_tol={self.grad_tol}",
             "loss_tol": f"converged at step {step}: loss={loss[i]:.4g} < loss_tol={self.loss_tol}",
         }[reason]
         return Stop(reason, step, message)
+
+    def _culprit(self, row: np.ndarray, step: int) -> str:
+        """Name the first non-finite value of a row: the loss, the penalty or a parameter's grad."""
+        order = [c for c in self.columns if c != "grad/norm"] + ["grad/norm"]
+        for column in order:
+            value = row[self.columns.index(column)]
+            if not math.isfinite(value):
+                what = {"train/loss": "loss", "train/l2": "l2 penalty", "grad/norm": "grad norm"}
+                name = what.get(column) or f"grad of {column.removeprefix('grad_norm/')}"
+                return f"{name} is {value} at step {step}"
+        return "no value is non-finite"
 
     def _remember(self, values: dict[str, float]) -> None:
         self.last |= values

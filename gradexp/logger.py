@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -52,6 +53,30 @@ class Logger:
     def close(self) -> None:
         self.writer.close()
         self.jsonl.close()
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes in each log file, flushed: what a resumed run rewinds to (see rewind)."""
+        self.flush()
+        return {f.name: f.stat().st_size for f in log_files(self.run_dir)}
+
+
+EVENTS = "events.out.tfevents.*"
+
+
+def log_files(run_dir: Path) -> list[Path]:
+    return sorted([*Path(run_dir).glob(EVENTS), *Path(run_dir).glob("metrics.jsonl")])
+
+
+def rewind(run_dir: Path, sizes: dict[str, int]) -> None:
+    """Cut the logs back to a checkpoint's sizes: what a crash or an interrupt wrote after it
+    (a torn last line or event record included) goes, and files started after it are removed.
+    Events and jsonl lines are only ever appended, so a prefix is a valid file."""
+    for file in log_files(run_dir):
+        size = sizes.get(file.name)
+        if size is None:
+            file.unlink()
+        elif file.stat().st_size > size:
+            os.truncate(file, size)
 
 
 def _session_end(status: int) -> Summary:

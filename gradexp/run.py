@@ -16,11 +16,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gradexp import data as datasets
+from gradexp import resume
 from gradexp.batches import Batches
+from gradexp.checkpoint import Checkpointer, restore
+from gradexp.checks import check_groups
 from gradexp.errors import ConfigError, check_choice, check_number
 from gradexp.history import History
-from gradexp.logger import Logger, write_summary
+from gradexp.logger import Logger, rewind, write_summary
+from gradexp.signals import StopSignals
 from gradexp.train import Outcome, evaluate, train
+from gradexp.watch import GrowthWatch
 
 log = logging.getLogger("gradexp")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -64,6 +69,7 @@ def check_knobs(cfg: DictConfig) -> Knobs:
     check_number("batch.accumulate", cfg.batch.accumulate, low=1, integer=True, strict=False)
     check_number("data.eval_fraction", cfg.data.eval_fraction, low=0, high=0.9, strict=False)
     check_choice("dtype", cfg.dtype, DTYPES)
+    check_groups(plain(cfg))
     return Knobs(
         resolve_device(str(cfg.device)),
         DTYPES[cfg.dtype],
@@ -77,6 +83,12 @@ def check_knobs(cfg: DictConfig) -> Knobs:
         cfg.stop.loss_tol,
         cfg.stop.time_limit,
     )
+
+
+def plain(cfg: DictConfig) -> dict:
+    """The run's config as plain Python values, without the hydra node."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                  resolve=True)  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,14 +122,31 @@ def build(group: str, node: DictConfig, *args, **kwargs):
         raise e.under(group) from None
 
 
+def call(group: str, node: DictConfig, factory, *args, **kwargs):
+    """Call a built partial: what torch raises about its arguments names the config group."""
+    try:
+        return factory(*args, **kwargs)
+    except ConfigError as e:
+        raise e.under(group) from None
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:
+        raise ConfigError(group, node.get("_target_"), str(e).splitlines()[0]) from None
+
+
 def load_data(cfg: DictConfig, knobs: Knobs) -> datasets.Data:
     loader = OmegaConf.masked_copy(cfg.data, [k for k in cfg.data if k not in SPLIT_KEYS])
     arrays = build("data", loader)
     split = {k: cfg.data[k] for k in SPLIT_KEYS}
-    return datasets.split(arrays, **split, device=knobs.device, dtype=knobs.dtype)
+    data = datasets.split(arrays, **split, device=knobs.device, dtype=knobs.dtype)
+    if data.n_train == 0:
+        rows = len(arrays.x)
+        raise ConfigError("data.eval_fraction", cfg.data.eval_fraction,
+                          f"leaves none of the {rows} rows for training; lower it")  # fmt: skip
+    return data
 
 
-def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
+def run(
+    cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str], interrupt=None
+) -> dict:
     """Build everything from the config, train, and return the summary (also on disk)."""
     knobs = check_knobs(cfg)
     torch.manual_seed(cfg.seed)
@@ -132,15 +161,17 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
     size = cfg.batch.size
     if size is not None and size > data.n_train:
         raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
-    model = build("model", cfg.model)(data.in_features, data.out_features)
-    model = model.to(device=knobs.device, dtype=knobs.dtype)
-    optimizer = build("optimizer", cfg.optimizer)(model.parameters())
+    model = call("model", cfg.model, build("model", cfg.model), data.in_features,
+                 data.out_features).to(device=knobs.device, dtype=knobs.dtype)  # fmt: skip
+    optimizer = call("optimizer", cfg.optimizer, build("optimizer", cfg.optimizer),
+                     model.parameters())  # fmt: skip
     order = torch.Generator(device=knobs.device).manual_seed(cfg.seed)
     batches = Batches(data.x_train, loss_fn.targets(data.y_train, data.num_classes, knobs.dtype),
                       size=size, accumulate=cfg.batch.accumulate, shuffle=cfg.batch.shuffle,
                       drop_last=cfg.batch.drop_last, generator=order)  # fmt: skip
     total = int(min(knobs.max_steps, knobs.epochs * batches.steps_per_epoch))
-    scheduler = build("schedule", cfg.schedule)(optimizer, total_steps=total)
+    scheduler = call("schedule", cfg.schedule, build("schedule", cfg.schedule), optimizer,
+                     total_steps=total)  # fmt: skip
     evaluator = None
     if len(data.x_eval):
         target = loss_fn.targets(data.y_eval, data.num_classes, knobs.dtype)
@@ -149,9 +180,22 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
     columns += [f"grad_norm/{n}" for n in names]
-    logger = Logger(run_dir)
-    history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol)
-    logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
+    config = plain(cfg)
+    saved = resume.latest(run_dir, config) if cfg.resume else None
+    if cfg.resume:
+        rewind(run_dir, saved["logs"] if saved else {})  # what came after the checkpoint goes
+    logger = Logger(run_dir, purge_step=saved["position"]["step"] + 1 if saved else None)
+    watch = GrowthWatch(cfg.explode.factor, cfg.explode.window)
+    history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol, watch)
+    saver = Checkpointer(run_dir, cfg.checkpoint_every, model=model, optimizer=optimizer,
+                         scheduler=scheduler, batches=batches, history=history, logger=logger,
+                         config=config)  # fmt: skip
+    start = None
+    if saved:
+        start = restore(saved, model=model, optimizer=optimizer, scheduler=scheduler,
+                        batches=batches, history=history)  # fmt: skip
+    else:
+        logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
     log.info(describe(cfg, choices, data, batches, knobs, total))
     outcome = None
     try:
@@ -162,7 +206,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
                 eval_every=knobs.eval_every, evaluate=evaluator, flush_secs=knobs.flush_secs,
                 l2=knobs.l2, time_limit=knobs.time_limit,
                 sync_every_log=knobs.grad_tol is not None or knobs.loss_tol is not None,
-                progress=bar,
+                progress=bar, checkpoint=saver, start=start, interrupt=interrupt,
             )  # fmt: skip
     finally:
         if outcome is None:  # a crash or an interrupt: keep what was measured
@@ -170,34 +214,47 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
         status = outcome.status if outcome else "failed"
         logger.hparams(hparams(cfg, choices, overrides), status)
         logger.close()
-    return summarise(outcome, history, data, knobs) | {"elapsed_s": round(history.elapsed(), 3)}
+    extra = {"elapsed_s": round(history.elapsed(), 3), "warnings": history.warnings}
+    if saved:
+        extra["resumed_from"] = {"step": start.step, "checkpoint": saved["path"]}
+    return summarise(outcome, history, data, knobs) | extra
 
 
 def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
     """Run one experiment and always leave summary.json, whatever happens. Never raises."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     choices = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
     base = {"run_dir": str(run_dir), "overrides": list(overrides), "choices": choices}
+    if cfg.get("resume") is True and (done := resume.finished(run_dir)):
+        log.info("gradexp: %s already finished (%s): skipped", run_dir, done["status"])
+        return done | {"objective": float(done.get("objective", math.inf))}
     started = time.time()
+    interrupt = StopSignals()
     try:
-        summary = base | run(cfg, run_dir, choices, overrides)
+        with interrupt:
+            resume.writable(run_dir)
+            summary = base | run(cfg, run_dir, choices, overrides, interrupt)
     except ConfigError as e:
         log.error("gradexp: error: %s", e)
         summary = base | {"status": "failed", "stop_reason": "config_error", "error": str(e)}
     except KeyboardInterrupt:
         log.error("gradexp: interrupted; logs flushed in %s", run_dir)
-        summary = base | {"status": "interrupted", "stop_reason": "interrupt"}
+        summary = base | {"status": "interrupted", "stop_reason": "interrupt", "exit_code": 130}
     except Exception as e:
-        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        resume.safe_write(Path.write_text, run_dir / "traceback.txt", traceback.format_exc())
         log.error("gradexp: failed: %s: %s (traceback in %s)", type(e).__name__, e, run_dir)
         summary = base | {
             "status": "failed",
             "stop_reason": "error",
             "error": f"{type(e).__name__}: {e}",
         }
+    if summary.get("stop_reason") == "signal":
+        summary["exit_code"] = interrupt.exit_code
+        log.error("gradexp: %s; checkpoint in %s; to continue, run the same command with "
+                  "hydra.run.dir=%s resume=true", summary["message"], run_dir / "checkpoints",
+                  run_dir)  # fmt: skip
     summary["wall_time_s"] = round(time.time() - started, 3)
     summary["objective"] = objective(summary)
-    write_summary(run_dir, summary)
+    resume.safe_write(write_summary, run_dir, summary)
     if summary["status"] in ("ok", "diverged"):
         log.info(one_line(summary))
         log.info("tensorboard --logdir %s", shown_path(run_dir))
