@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -14,7 +13,6 @@ from gradexp.errors import ConfigError
 log = logging.getLogger("gradexp")
 # Keys a resumed run may change: they decide how it runs, not what it computes.
 FREE_KEYS = ("resume", "checkpoint_every", "progress", "flush_secs")
-PROBE = ".gradexp-write-probe"
 
 
 def finished(run_dir: Path) -> dict | None:
@@ -48,25 +46,6 @@ def latest(run_dir: Path, config: dict) -> dict | None:
     state["skipped"] = skipped
     log.info("gradexp: resuming from %s (step %d)", state["path"], state["position"]["step"])
     return state
-
-
-def writable(run_dir: Path, size: int = 1 << 20) -> None:
-    """Fail before training if the run dir cannot take files (read-only, not a directory, full):
-    make it, write a 1 MiB file (a full disk refuses it), remove it. os.access is not enough:
-    it says yes to root on a read-only mount."""
-    probe = Path(run_dir) / PROBE
-    try:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        with probe.open("wb") as f:
-            f.write(bytes(size))
-            f.flush()
-        probe.unlink()
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
-        reason = e.strerror or type(e).__name__
-        raise ConfigError("hydra.run.dir", str(run_dir), f"cannot write there ({reason}); "
-                          "choose a writable directory with free space") from None  # fmt: skip
 
 
 def safe_write(write, *args) -> bool:

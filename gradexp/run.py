@@ -23,6 +23,7 @@ from gradexp.checks import check_groups
 from gradexp.errors import ConfigError, check_choice, check_number
 from gradexp.history import History
 from gradexp.logger import Logger, rewind, write_summary
+from gradexp.outdir import writable
 from gradexp.signals import StopSignals
 from gradexp.train import Outcome, evaluate, train
 from gradexp.watch import GrowthWatch
@@ -231,7 +232,7 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
     interrupt = StopSignals()
     try:
         with interrupt:
-            resume.writable(run_dir)
+            writable(run_dir)
             summary = base | run(cfg, run_dir, choices, overrides, interrupt)
     except ConfigError as e:
         log.error("gradexp: error: %s", e)

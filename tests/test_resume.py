@@ -1,5 +1,5 @@
-"""Checkpoint and resume: a run stopped by a signal or a crash and resumed is bitwise the run that
-never stopped (parameters, optimizer, every logged number, TensorBoard steps), in every batch mode."""
+"""Checkpoint and resume: a run stopped by a signal or a crash, then resumed, is bitwise the run
+that never stopped (parameters, optimizer, logged numbers, TensorBoard steps), in every mode."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ MODES = {
     "full_accumulate": (12, ["batch=full", "batch.accumulate=3", "optimizer.lr=0.5", "epochs=12"]),
     "stochastic": (120, ["batch=stochastic", "epochs=1", "log_every=7", "checkpoint_every=13"]),
     "minibatch": (32, ["batch=minibatch", "batch.size=16", "optimizer=adam", "schedule=cosine"]),
-    "minibatch_accumulate": (20, ["batch=minibatch", "batch.size=8", "batch.accumulate=3",
-                                  "optimizer=momentum"]),  # fmt: skip
+    "minibatch_accumulate": (
+        20,
+        ["batch=minibatch", "batch.size=8", "batch.accumulate=3", "optimizer=momentum"],
+    ),
 }
 
 
@@ -167,8 +169,10 @@ def test_resume_refuses_a_changed_config(tmp_path, monkeypatch):
     monkeypatch.undo()
     s = run_experiment(tmp_path, *overrides, "optimizer.lr=0.2", "resume=true")
     assert s["status"] == "failed"
-    assert s["error"] == (f"optimizer.lr=0.2: the checkpoint in {tmp_path} was made with "
-                          "optimizer.lr=0.1; resume with the same config, or start a new run")  # fmt: skip
+    assert s["error"] == (
+        f"optimizer.lr=0.2: the checkpoint in {tmp_path} was made with optimizer.lr=0.1; "
+        "resume with the same config, or start a new run"
+    )  # fmt: skip
 
 
 def test_resume_skips_a_finished_run_and_starts_a_missing_one(tmp_path):
@@ -186,7 +190,9 @@ def test_resume_skips_a_finished_run_and_starts_a_missing_one(tmp_path):
 def test_same_seed_same_numbers(tmp_path, mode):
     overrides = [*TINY, *MODES[mode][1], "checkpoint_every=0"]
     run_experiment(tmp_path / "a", *overrides)
-    run_experiment(tmp_path / "b", *overrides[:-1], "checkpoint_every=3")  # checkpoints change nothing
+    run_experiment(
+        tmp_path / "b", *overrides[:-1], "checkpoint_every=3"
+    )  # checkpoints change nothing
     assert without_time(tmp_path / "a") == without_time(tmp_path / "b")
     run_experiment(tmp_path / "c", *overrides, "seed=1")
     assert without_time(tmp_path / "a") != without_time(tmp_path / "c")
