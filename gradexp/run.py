@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,7 +233,7 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
     started = time.time()
     interrupt = StopSignals()
     try:
-        with interrupt:
+        with interrupt, deterministic(cfg.get("deterministic") is True):
             writable(run_dir)
             summary = base | run(cfg, run_dir, choices, overrides, interrupt)
     except ConfigError as e:
@@ -260,6 +262,20 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
         log.info(one_line(summary))
         log.info("tensorboard --logdir %s", shown_path(run_dir))
     return summary
+
+
+@contextmanager
+def deterministic(enabled: bool):
+    """torch.use_deterministic_algorithms for this run only; CUDA's cuBLAS also needs a fixed
+    workspace (set before its first use). CPU runs here are bitwise repeatable without it."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def objective(summary: dict) -> float:

@@ -37,22 +37,21 @@ class GrowthWatch:
         reference = float(np.median(self.early))
         medians = np.median(sliding_window_view(seq, w), axis=1)  # window j ends at seq[j+w-1]
         first_new = len(seq) - len(norms)
+        # Windows that end on a step of this flush, after the reference period.
         ends = np.arange(w - 1, len(seq))
-        # Only windows that end on a step of this flush, after the reference period.
-        steps_of = {first_new + k: s for k, s in enumerate(steps)}
-        for j, end in enumerate(ends):
-            step = steps_of.get(int(end))
-            if step is None or step <= w or reference <= 0:
-                continue
-            if medians[j] > self.factor * reference:
-                ratio = medians[j] / reference
-                self.warning = (
-                    f"grad/norm is exploding at step {step}: its median over the last {w} steps "
-                    f"is {medians[j]:.3g}, {ratio:.3g}× its median {reference:.3g} over the "
-                    f"first {w} (explode.factor={self.factor:g}); lower optimizer.lr or clip"
-                )
-                return self.warning
-        return None
+        new = ends >= first_new
+        at = np.asarray(steps)[ends[new] - first_new]
+        hit = (at > w) & (medians[new] > self.factor * reference) & (reference > 0)
+        if not hit.any():
+            return None
+        k = int(np.argmax(hit))
+        step, median = int(at[k]), float(medians[new][k])
+        self.warning = (
+            f"grad/norm is exploding at step {step}: its median over the last {w} steps is "
+            f"{median:.3g}, {median / reference:.3g}× its median {reference:.3g} over the first "
+            f"{w} (explode.factor={self.factor:g}); lower optimizer.lr or clip gradients"
+        )
+        return self.warning
 
     def state(self) -> dict:
         return {"early": self.early, "recent": self.recent, "warning": self.warning}

@@ -78,6 +78,7 @@ CONFIGS = [
     (["data=moons", "data.noise=-1"], "data.noise=-1: must be a number ≥ 0"),
     (["checkpoint_every=-1"], "checkpoint_every=-1: must be an integer ≥ 0"),
     (["resume=maybe"], "resume='maybe': must be true or false"),
+    (["deterministic=1"], "deterministic=1: must be true or false"),
     (["explode.factor=0.5"], "explode.factor=0.5: must be a number > 1"),
 ]
 

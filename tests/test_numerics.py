@@ -77,3 +77,23 @@ def test_infinite_gradient_is_named_while_the_loss_is_finite(tmp_path, run_dir):
 def test_a_healthy_run_has_no_warning(run_dir):
     summary = run_experiment(run_dir, *REGRESSION, "optimizer.lr=0.1", "epochs=50")
     assert summary["status"] == "ok" and summary["warnings"] == []
+
+
+def test_warning_does_not_depend_on_how_steps_are_flushed():
+    from gradexp.watch import GrowthWatch
+
+    rng = np.random.default_rng(0)
+    norms = np.exp(rng.normal(0, 1, 300)) * np.r_[np.ones(150), 1.1 ** np.arange(150)]
+    steps = list(range(1, 301))
+    whole = GrowthWatch(100.0, 10)
+    expected = whole.feed(steps, norms)
+    assert expected is not None
+    for seed in range(5):
+        cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, 300), 12, replace=False))
+        watch, found = GrowthWatch(100.0, 10), None
+        for a, b in zip([0, *cuts], [*cuts, 300]):
+            found = found or watch.feed(steps[a:b], norms[a:b])
+            resumed = GrowthWatch(100.0, 10)  # as after a checkpoint
+            resumed.load_state(watch.state())
+            watch = resumed
+        assert found == expected

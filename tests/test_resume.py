@@ -196,6 +196,9 @@ def test_same_seed_same_numbers(tmp_path, mode):
     assert without_time(tmp_path / "a") == without_time(tmp_path / "b")
     run_experiment(tmp_path / "c", *overrides, "seed=1")
     assert without_time(tmp_path / "a") != without_time(tmp_path / "c")
+    run_experiment(tmp_path / "d", *overrides, "deterministic=true")
+    assert without_time(tmp_path / "a") == without_time(tmp_path / "d")
+    assert not torch.are_deterministic_algorithms_enabled()  # for this run only
 
 
 def test_interrupted_summary_is_not_passed_off_as_complete(tmp_path, monkeypatch):
