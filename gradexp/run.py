@@ -151,7 +151,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
         labels = data.y_eval if data.task == "classification" else None
         evaluator = lambda: evaluate(model, loss_fn, data.x_eval, target, labels)  # noqa: E731
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
+    columns = ["train/loss", *(["train/l2"] if knobs.l2 else [])]
     columns += [f"grad_norm/{n}" for n in names]
     logger = Logger(run_dir)
     history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol)

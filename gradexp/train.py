@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ def train(
                     progress.update(step - shown)
                     shown = step
                 now = time.perf_counter()
-                blown = on_cpu and not bool(torch.isfinite(row).all())
+                blown = on_cpu and not math.isfinite(loss.item())
                 if sync_every_log or blown or now - last_flush >= flush_secs:
                     stop, last_flush = history.flush(), now
                 if stop is None and time_limit is not None and history.elapsed() >= time_limit:
