@@ -111,9 +111,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build(group: str, node: DictConfig, *args, **kwargs):
-    """instantiate() whose errors name the config group rather than a Python call."""
+    """instantiate(), then call a `_partial_` with the runtime arguments (sizes, parameters);
+    errors name the config group rather than a Python call."""
     try:
-        return instantiate(node, *args, **kwargs) if node.get("_target_") else None
+        made = instantiate(node)
+        return made(*args, **kwargs) if node.get("_partial_") else made
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
@@ -123,15 +125,8 @@ def build(group: str, node: DictConfig, *args, **kwargs):
         raise
     except ConfigError as e:
         raise e.under(group) from None
-
-
-def call(group: str, node: DictConfig, factory, *args, **kwargs):
-    """Call a built partial: what torch raises about its arguments names the config group."""
-    try:
-        return factory(*args, **kwargs)
-    except ConfigError as e:
-        raise e.under(group) from None
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:
+        # torch's own checks, e.g. "Invalid momentum value"; the first line, not a dump
         raise ConfigError(group, node.get("_target_"), str(e).splitlines()[0]) from None
 
 
@@ -164,24 +159,22 @@ def run(
     size = cfg.batch.size
     if size is not None and size > data.n_train:
         raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
-    model = call("model", cfg.model, build("model", cfg.model), data.in_features,
-                 data.out_features).to(device=knobs.device, dtype=knobs.dtype)  # fmt: skip
-    optimizer = call("optimizer", cfg.optimizer, build("optimizer", cfg.optimizer),
-                     model.parameters())  # fmt: skip
+    model = build("model", cfg.model, data.in_features, data.out_features)
+    model = model.to(device=knobs.device, dtype=knobs.dtype)
+    optimizer = build("optimizer", cfg.optimizer, model.parameters())
     order = torch.Generator(device=knobs.device).manual_seed(cfg.seed)
     batches = Batches(data.x_train, loss_fn.targets(data.y_train, data.num_classes, knobs.dtype),
                       size=size, accumulate=cfg.batch.accumulate, shuffle=cfg.batch.shuffle,
                       drop_last=cfg.batch.drop_last, generator=order)  # fmt: skip
     total = int(min(knobs.max_steps, knobs.epochs * batches.steps_per_epoch))
-    scheduler = call("schedule", cfg.schedule, build("schedule", cfg.schedule), optimizer,
-                     total_steps=total)  # fmt: skip
+    scheduler = build("schedule", cfg.schedule, optimizer, total_steps=total)
     evaluator = None
     if len(data.x_eval):
         target = loss_fn.targets(data.y_eval, data.num_classes, knobs.dtype)
         labels = data.y_eval if data.task == "classification" else None
         evaluator = lambda: evaluate(model, loss_fn, data.x_eval, target, labels)  # noqa: E731
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
+    columns = ["train/loss", *(["train/l2"] if knobs.l2 else [])]
     columns += [f"grad_norm/{n}" for n in names]
     config = plain(cfg)
     saved = resume.latest(run_dir, config) if cfg.resume else None
@@ -217,6 +210,7 @@ def run(
         status = outcome.status if outcome else "failed"
         logger.hparams(hparams(cfg, choices, overrides), status)
         logger.close()
+    torch.save(model.state_dict(), run_dir / "model.pt")
     extra = {"elapsed_s": round(history.elapsed(), 3), "warnings": history.warnings}
     if saved:
         extra["resumed_from"] = {"step": start.step, "checkpoint": saved["path"]}

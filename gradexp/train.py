@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ def train(
     skip, first = (at.batch, at.epoch) if at.batch < per_epoch else (0, at.epoch + 1)
     stop, last_flush = None, time.perf_counter()
     reason, last = ("epochs", epochs) if step < max_steps else ("max_steps", 0)
+    # Reading a value costs a device sync on a GPU but nothing on the CPU: there, look for
+    # divergence at every logged step instead of running on in NaN until the next flush.
+    on_cpu = all(p.device.type == "cpu" for p in params)
     model.train()
     for epoch in range(first, last + 1):
         for i, micro in enumerate(batches.epoch(skip), start=skip + 1):
@@ -141,7 +145,8 @@ def train(
                     progress.update(step - shown)
                     shown = step
                 now = time.perf_counter()
-                if sync_every_log or now - last_flush >= flush_secs:
+                blown = on_cpu and not math.isfinite(loss.item())
+                if sync_every_log or blown or now - last_flush >= flush_secs:
                     stop, last_flush = history.flush(), now
                 if stop is None and time_limit is not None and history.elapsed() >= time_limit:
                     reason = "time_limit"
