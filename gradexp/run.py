@@ -247,8 +247,8 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
     if summary.get("stop_reason") == "signal":
         summary["exit_code"] = interrupt.exit_code
         log.error("gradexp: %s; checkpoint in %s; to continue, run the same command with "
-                  "hydra.run.dir=%s resume=true", summary["message"], run_dir / "checkpoints",
-                  run_dir)  # fmt: skip
+                  "hydra.run.dir=%s resume=true", summary["message"],
+                  shown_path(run_dir / "checkpoints"), shown_path(run_dir))  # fmt: skip
     summary["wall_time_s"] = round(time.time() - started, 3)
     summary["objective"] = objective(summary)
     resume.safe_write(write_summary, run_dir, summary)
