@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
 from pathlib import Path
 
 # TensorBoard's plugins downsample each series to --samples_per_plugin points (1,000 scalars by
@@ -18,7 +20,22 @@ from pathlib import Path
 # serve zero points (measured: empty charts). A count above any run's points keeps them all.
 ALL_POINTS = 1_000_000_000
 URL_LINE = re.compile(r"TensorBoard \S+ at (http://\S+?)/? ")
-PAGES = {"Time Series": "#timeseries", "Custom Scalars": "#custom_scalars", "HParams": "#hparams"}
+# What a user looks at first: these cards pinned above TensorBoard's alphabetical groups (which
+# would open on epoch/* and eval/*, with train/loss folded away below).
+PINNED = ("train/loss", "eval/loss", "grad/norm", "train/lr")
+
+
+def pages(url: str) -> dict[str, str]:
+    """The links to print. Time Series opens with the key cards pinned and no smoothing: gradexp
+    already averages each logged interval (min/max beside it), and TensorBoard's default
+    moving average on top lags behind the data and flattens the spikes a gradient study is after."""
+    pins = json.dumps([{"plugin": "scalars", "tag": t} for t in PINNED], separators=(",", ":"))
+    query = urllib.parse.urlencode({"smoothing": 0, "pinnedCards": pins})
+    return {
+        "Time Series": f"{url}/?{query}#timeseries",
+        "Custom Scalars": f"{url}/#custom_scalars",
+        "HParams": f"{url}/#hparams",
+    }
 
 
 def tensorboard_args(logdir: Path, port: int) -> list[str]:
@@ -138,11 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         if next(d.rglob("events.out.tfevents.*"), None) is None:
             print(f"gradexp board: warning: no TensorBoard event files under {d}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` cleans up like Ctrl-C
-    board = Board(args.dirs, args.port, extra)
     try:
-        print(f"gradexp board: TensorBoard on {', '.join(map(str, args.dirs))}")
-        for page, anchor in PAGES.items():
-            print(f"  {page + ':':16}{board.url}/{anchor}")
+        board = Board(args.dirs, args.port, extra)
+    except RuntimeError as e:  # e.g. the port is taken: TensorBoard's own words, no traceback
+        print(f"gradexp board: {e}", file=sys.stderr)
+        return 1
+    try:
+        print(f"gradexp board: TensorBoard on {', '.join(map(str, args.dirs))} at {board.url}/")
+        for page, link in pages(board.url).items():
+            print(f"  {page + ':':16}{link}")
         print("Ctrl-C to stop.", flush=True)
         return board.process.wait()
     except KeyboardInterrupt:
