@@ -26,14 +26,14 @@ PINNED = ("train/loss", "eval/loss", "grad/norm", "train/lr")
 
 
 def pages(url: str) -> dict[str, str]:
-    """The links to print. Time Series opens with the key cards pinned and no smoothing: gradexp
+    """The links to print. Time Series opens with the key cards pinned; no smoothing: gradexp
     already averages each logged interval (min/max beside it), and TensorBoard's default
     moving average on top lags behind the data and flattens the spikes a gradient study is after."""
     pins = json.dumps([{"plugin": "scalars", "tag": t} for t in PINNED], separators=(",", ":"))
     query = urllib.parse.urlencode({"smoothing": 0, "pinnedCards": pins})
     return {
         "Time Series": f"{url}/?{query}#timeseries",
-        "Custom Scalars": f"{url}/#custom_scalars",
+        "Custom Scalars": f"{url}/#custom_scalars&_smoothingWeight=0",
         "HParams": f"{url}/#hparams",
     }
 

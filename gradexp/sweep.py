@@ -72,7 +72,7 @@ class SweepTable(Callback):
             writer.writeheader()
             writer.writerows(rows)
         log.info(
-            "\n%s\n\nsweep table: %s\ntensorboard --logdir %s",
+            "\n%s\n\nsweep table: %s\npython -m gradexp.board %s",
             table(rows),
             sweep_dir / "summary.csv",
             sweep_dir,
