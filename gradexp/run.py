@@ -200,7 +200,7 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
     write_summary(run_dir, summary)
     if summary["status"] in ("ok", "diverged"):
         log.info(one_line(summary))
-        log.info("python -m gradexp.board %s", shown_path(run_dir))  # TensorBoard
+        log.info("python -m gradexp.board %s", shown_path(run_dir))
     return summary
 
 
