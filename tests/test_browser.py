@@ -50,20 +50,28 @@ def board(sweep):
         yield b
 
 
-@pytest.fixture
-def page(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
     with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh profile: no pins or settings from earlier runs
+        context = p.chromium.launch_persistent_context(
+            # A fresh profile: no pins or settings from earlier runs.
+            str(tmp_path_factory.mktemp("chromium-profile")),
             executable_path=str(CHROMIUM),
             headless=True,
             args=ARGS,
             viewport={"width": 1600, "height": 2400},
         )
         try:
-            yield browser.new_page()
+            yield context
         finally:
-            browser.close()
+            context.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page()
+    yield page
+    page.close()
 
 
 def shoot(page, tmp_path: Path, name: str) -> None:
@@ -99,8 +107,6 @@ def test_time_series_shows_every_run_and_tag_with_its_data(board, sweep, page, t
         for card in cards:
             assert sorted(next(j for j in jobs if j in r) for r in card["runs"]) == jobs
         seen += [c["tag"] for c in cards]
-        if len(seen) == 12:
-            shoot(page, tmp_path, "board-timeseries-all-tags.png")
         following = page.locator(f"{FILTERED} button:has-text('Next')").first
         if len(seen) >= len(tags) or not following.is_enabled():
             break
