@@ -51,6 +51,7 @@ class Logger:
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventFile(self.run_dir, purge_step)
         self.jsonl = (self.run_dir / "metrics.jsonl").open("a")
         self.start = time.time()
