@@ -30,6 +30,11 @@ class History:
     """
 
     def __init__(self, sink, columns: list[str], log_every: int, grad_tol=None, loss_tol=None):
+        """columns name what the loop records per step; grad/norm is added here, composed
+        from the grad_norm/<layer> columns (‖∇J‖² = Σ ‖∇J_layer‖²) on the host."""
+        self.recorded = len(columns)
+        self.layers = [i for i, c in enumerate(columns) if c.startswith("grad_norm/")]
+        columns = [*columns[: self.layers[0]], "grad/norm", *columns[self.layers[0] :]]
         self.sink, self.columns, self.log_every = sink, columns, log_every
         self.grad_tol, self.loss_tol = grad_tol, loss_tol
         self.rows: list[Tensor] = []
@@ -46,7 +51,7 @@ class History:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def record(self, step: int, lr: float, row: Tensor) -> None:
+    def record(self, step: int, lr: float, row: list[Tensor]) -> None:
         self.rows.append(row)
         self.steps.append((step, lr))
 
@@ -58,7 +63,7 @@ class History:
 
     def flush(self) -> Stop | None:
         """Copy, check, aggregate and write everything pending; the first stop found, if any."""
-        rows = torch.stack(self.rows).double().cpu().numpy() if self.rows else np.zeros((0, 0))
+        rows = self._host_rows()
         points = self._host(self.points)
         epochs = self._host([(e, v) for _, e, v in self.epochs])
         stop = self._check(rows)
@@ -92,6 +97,16 @@ class History:
         self.rows, self.steps, self.points, self.epochs = [], [], [], []
         self.stopped = self.stopped or stop
         return stop
+
+    def _host_rows(self) -> np.ndarray:
+        """All pending rows in one device→host copy, with the global gradient norm inserted."""
+        if not self.rows:
+            return np.zeros((0, len(self.columns)))
+        flat = torch.stack([t.detach() for row in self.rows for t in row]).double().cpu()
+        raw = flat.numpy().reshape(len(self.rows), self.recorded)
+        total = np.sqrt(np.square(raw[:, self.layers]).sum(1, keepdims=True))
+        at = self.layers[0]
+        return np.hstack([raw[:, :at], total, raw[:, at:]])
 
     def close(self, final_step: int) -> Stop | None:
         """Flush, then write the last partial interval so the final step is always logged."""

@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
+from torch.utils.tensorboard.summary import text as text_pb
 
 from gradexp import hparams as sessions
 from gradexp import layouts
+
+
+class EventFile:
+    """A TensorBoard event file written synchronously. gradexp writes in bursts at each flush,
+    so SummaryWriter's writer thread only added a lock hand-off per event to the hot loop."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        now = time.time()
+        name = f"events.out.tfevents.{now:.0f}.{socket.gethostname()}.{os.getpid()}.0"
+        self.path = Path(run_dir) / name
+        self.records = RecordWriter(self.path.open("wb"))
+        self.add(Event(wall_time=now, file_version="brain.Event:2"))
+        if purge_step is not None:  # TensorBoard drops earlier events at or after this step
+            start = SessionLog(status=SessionLog.START)
+            self.add(Event(wall_time=now, step=purge_step, session_log=start))
+
+    def add(self, event: Event) -> None:
+        self.records.write(event.SerializeToString())
+
+    def add_summary(self, summary: Summary, step: int = 0, wall_time: float | None = None):
+        self.add(Event(summary=summary, step=step, wall_time=wall_time or time.time()))
+
+    def flush(self) -> None:
+        self.records.flush()
+
+    def close(self) -> None:
+        self.records.close()
 
 
 class Logger:
@@ -19,8 +50,8 @@ class Logger:
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
-        self.events = self.writer._get_file_writer()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventFile(self.run_dir, purge_step)
         self.jsonl = (self.run_dir / "metrics.jsonl").open("a")
         self.start = time.time()
         self.tags: set[str] = set()  # every scalar tag written: the custom-scalar layout's input
@@ -37,7 +68,7 @@ class Logger:
         self.jsonl.write(json.dumps(_finite_or_str(record | values)) + "\n")
 
     def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text, 0)
+        self.events.add_summary(text_pb(tag, text))
 
     def hparams(self, hparams: dict[str, object], status: str) -> None:
         """The HPARAMS tab's session for this run, in this run's own directory (no sub-run).
@@ -52,12 +83,12 @@ class Logger:
             # the latest), so a run still training has them too.
             self.events.add_summary(layouts.summary(layouts.build(self.tags)))
             self.laid_out = len(self.tags)
-        self.writer.flush()
+        self.events.flush()
         self.jsonl.flush()
 
     def close(self) -> None:
         self.flush()
-        self.writer.close()
+        self.events.close()
         self.jsonl.close()
 
 

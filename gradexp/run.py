@@ -96,9 +96,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build(group: str, node: DictConfig, *args, **kwargs):
-    """instantiate() whose errors name the config group rather than a Python call."""
+    """instantiate(), then call a `_partial_` with the runtime arguments (sizes, parameters);
+    errors name the config group rather than a Python call."""
     try:
-        return instantiate(node, *args, **kwargs) if node.get("_target_") else None
+        made = instantiate(node)
+        return made(*args, **kwargs) if node.get("_partial_") else made
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
@@ -108,6 +110,8 @@ def build(group: str, node: DictConfig, *args, **kwargs):
         raise
     except ConfigError as e:
         raise e.under(group) from None
+    except (TypeError, ValueError) as e:  # torch's own checks, e.g. "Invalid momentum value"
+        raise ConfigError(group, node.get("_target_"), str(e)) from None
 
 
 def load_data(cfg: DictConfig, knobs: Knobs) -> datasets.Data:
@@ -132,22 +136,22 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
     size = cfg.batch.size
     if size is not None and size > data.n_train:
         raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
-    model = build("model", cfg.model)(data.in_features, data.out_features)
+    model = build("model", cfg.model, data.in_features, data.out_features)
     model = model.to(device=knobs.device, dtype=knobs.dtype)
-    optimizer = build("optimizer", cfg.optimizer)(model.parameters())
+    optimizer = build("optimizer", cfg.optimizer, model.parameters())
     order = torch.Generator(device=knobs.device).manual_seed(cfg.seed)
     batches = Batches(data.x_train, loss_fn.targets(data.y_train, data.num_classes, knobs.dtype),
                       size=size, accumulate=cfg.batch.accumulate, shuffle=cfg.batch.shuffle,
                       drop_last=cfg.batch.drop_last, generator=order)  # fmt: skip
     total = int(min(knobs.max_steps, knobs.epochs * batches.steps_per_epoch))
-    scheduler = build("schedule", cfg.schedule)(optimizer, total_steps=total)
+    scheduler = build("schedule", cfg.schedule, optimizer, total_steps=total)
     evaluator = None
     if len(data.x_eval):
         target = loss_fn.targets(data.y_eval, data.num_classes, knobs.dtype)
         labels = data.y_eval if data.task == "classification" else None
         evaluator = lambda: evaluate(model, loss_fn, data.x_eval, target, labels)  # noqa: E731
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
+    columns = ["train/loss", *(["train/l2"] if knobs.l2 else [])]
     columns += [f"grad_norm/{n}" for n in names]
     logger = Logger(run_dir)
     history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol)
@@ -170,6 +174,7 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
         status = outcome.status if outcome else "failed"
         logger.hparams(hparams(cfg, choices, overrides), status)
         logger.close()
+    torch.save(model.state_dict(), run_dir / "model.pt")
     return summarise(outcome, history, data, knobs) | {"elapsed_s": round(history.elapsed(), 3)}
 
 
@@ -200,7 +205,7 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
     write_summary(run_dir, summary)
     if summary["status"] in ("ok", "diverged"):
         log.info(one_line(summary))
-        log.info("python -m gradexp.board %s", shown_path(run_dir))
+        log.info("tensorboard --logdir %s", shown_path(run_dir))
     return summary
 
 

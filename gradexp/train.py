@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ def train(
     per_epoch = batches.steps_per_epoch
     step = examples = shown = 0
     stop, reason, last_flush, evaluated = None, "epochs", time.perf_counter(), 0
+    # Reading a value costs a device sync on a GPU but nothing on the CPU: there, look for
+    # divergence at every logged step instead of running on in NaN until the next flush.
+    on_cpu = all(p.device.type == "cpu" for p in params)
     model.train()
     for epoch in range(1, epochs + 1):
         for i, micro in enumerate(batches.epoch(), start=1):
@@ -134,7 +138,8 @@ def train(
                     progress.update(step - shown)
                     shown = step
                 now = time.perf_counter()
-                if sync_every_log or now - last_flush >= flush_secs:
+                blown = on_cpu and not math.isfinite(loss.item())
+                if sync_every_log or blown or now - last_flush >= flush_secs:
                     stop, last_flush = history.flush(), now
                 if stop is None and time_limit is not None and history.elapsed() >= time_limit:
                     reason = "time_limit"
