@@ -58,6 +58,7 @@ class Checkpointer:
             "rng": rng_state(self.batches),
             "history": self.history.state(),
             "logs": self.logger.sizes(),
+            "tags": sorted(getattr(self.logger, "tags", ())),  # the custom-scalar layout's input
             "config": self.config,
         }
         self.folder.mkdir(exist_ok=True)

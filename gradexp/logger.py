@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
-from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.record_writer import RecordWriter
-from torch.utils.tensorboard.summary import hparams as hparams_pb
 from torch.utils.tensorboard.summary import text as text_pb
 
-HPARAM_METRICS = ("train/loss", "eval/loss", "eval/accuracy", "grad/norm")
+from gradexp import hparams as sessions
+from gradexp import layouts
 
 
 class EventFile:
@@ -54,14 +53,18 @@ class Logger:
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events = EventFile(self.run_dir, purge_step)
         self.jsonl = (self.run_dir / "metrics.jsonl").open("a")
         self.start = time.time()
+        self.tags: set[str] = set()  # every scalar tag written: the custom-scalar layout's input
+        self.laid_out = 0  # how many tags the last layout written knew
 
     def write(self, step: int, values: dict[str, float], elapsed: float, epoch: int | None = None):
         """One point: TensorBoard x is `step`, or `epoch` for the per-epoch series."""
         summary = Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
         self.events.add_summary(summary, step if epoch is None else epoch, self.start + elapsed)
+        self.tags.update(values)
         record = {"step": step, "time": round(elapsed, 6)}
         if epoch is not None:
             record["epoch"] = epoch
@@ -73,16 +76,21 @@ class Logger:
     def hparams(self, hparams: dict[str, object], status: str) -> None:
         """The HPARAMS tab's session for this run, in this run's own directory (no sub-run).
         Its metrics are the run's own tags, so TensorBoard shows their last values."""
-        experiment, start, _ = hparams_pb(hparams, dict.fromkeys(HPARAM_METRICS, 0.0))
-        code = api_pb2.STATUS_SUCCESS if status in ("ok", "diverged") else api_pb2.STATUS_FAILURE
-        for summary in (experiment, start, _session_end(code)):
+        ok = status in ("ok", "diverged")
+        for summary in (sessions.session_start(hparams), sessions.session_end(ok)):
             self.events.add_summary(summary)
 
     def flush(self) -> None:
+        if len(self.tags) > self.laid_out:
+            # The Custom Scalars tab's charts, rewritten when new tags appear (TensorBoard shows
+            # the latest), so a run still training has them too.
+            self.events.add_summary(layouts.summary(layouts.build(self.tags)))
+            self.laid_out = len(self.tags)
         self.events.flush()
         self.jsonl.flush()
 
     def close(self) -> None:
+        self.flush()
         self.events.close()
         self.jsonl.close()
 
@@ -109,20 +117,6 @@ def rewind(run_dir: Path, sizes: dict[str, int]) -> None:
             file.unlink()
         elif file.stat().st_size > size:
             os.truncate(file, size)
-
-
-def _session_end(status: int) -> Summary:
-    # torch's hparams() always says STATUS_SUCCESS; a failed run should say so in the HPARAMS tab.
-    content = plugin_data_pb2.HParamsPluginData(
-        session_end_info=plugin_data_pb2.SessionEndInfo(status=status),
-        version=metadata.PLUGIN_DATA_VERSION,
-    )
-    meta = SummaryMetadata(
-        plugin_data=SummaryMetadata.PluginData(
-            plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
-        )
-    )
-    return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=meta)])
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

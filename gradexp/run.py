@@ -190,6 +190,7 @@ def run(
     if saved:
         start = restore(saved, model=model, optimizer=optimizer, scheduler=scheduler,
                         batches=batches, history=history)  # fmt: skip
+        logger.tags.update(saved["tags"])
     else:
         logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
     log.info(describe(cfg, choices, data, batches, knobs, total))
@@ -301,15 +302,19 @@ def summarise(outcome: Outcome, history: History, data: datasets.Data, knobs: Kn
 
 
 def hparams(cfg: DictConfig, choices: dict, overrides: list[str]) -> dict:
-    """What a sweep varies, for TensorBoard's HPARAMS tab: group choices, key knobs, overrides."""
+    """What a sweep varies, for TensorBoard's HPARAMS tab: group choices, key knobs, overrides.
+    Named by their config keys, so an override (optimizer.lr=0.1) and the knob are one column, and
+    typed from the composed config: `optimizer.lr=0.1` is the number 0.1, not the string "0.1"."""
     hp = {g: choices[g] for g in ("data", "model", "loss", "optimizer", "batch", "schedule")
           if g in choices}  # fmt: skip
-    hp |= {"lr": cfg.optimizer.lr, "batch_size": cfg.batch.size or 0,
-           "accumulate": cfg.batch.accumulate, "seed": cfg.seed, "l2": cfg.l2}  # fmt: skip
+    for key in ("optimizer.lr", "batch.size", "batch.accumulate", "seed", "l2"):
+        hp[key] = OmegaConf.select(cfg, key)
     for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
-        hp.setdefault(key, value)
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
+        if not item.startswith("~"):
+            key = item.lstrip("+").partition("=")[0]
+            hp.setdefault(key, choices[key] if key in choices else OmegaConf.select(cfg, key))
+    return {k: v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in hp.items()}  # fmt: skip
 
 
 def describe(cfg, choices, data, batches, knobs, total) -> str:
