@@ -43,7 +43,7 @@ def nearest_existing(path: Path) -> Path:
 class WritableOutput(Callback):
     """Hydra makes the run (or sweep) dir before gradexp's code runs, and a failure there is a
     traceback. This checks the nearest existing ancestor of that dir first (the dir's own name
-    holds a timestamp Hydra has not fixed yet), so the user gets one line and exit status 1."""
+    holds a timestamp Hydra has not fixed yet), so the user gets one line and exit status 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config, "hydra.run.dir")
@@ -62,4 +62,4 @@ class WritableOutput(Callback):
             writable(parent, key, size=1 << 16)
         except ConfigError as e:
             print(f"gradexp: error: {ConfigError(key, target, e.allowed)}", file=sys.stderr)
-            raise SystemExit(1) from None
+            raise SystemExit(2) from None  # as for any other config error

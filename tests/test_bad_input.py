@@ -178,7 +178,7 @@ def test_cli_bad_input_one_line_no_traceback(tmp_path):
         (
             [f"hydra.run.dir={bad}"],
             f"gradexp: error: hydra.run.dir={bad}: {tmp_path}/file is a file, not a directory",
-            1,
+            2,
         ),
     ]:
         (tmp_path / "file").write_text("")
