@@ -15,6 +15,7 @@ from gradexp.checkpoint import Checkpointer, Position
 from gradexp.history import History
 from gradexp.probes import Probe
 from gradexp.probes.norms import step_row, update_stats
+from gradexp.signals import StopSignals
 
 
 @dataclass
@@ -86,7 +87,7 @@ def train(
     progress=None,
     checkpoint: Checkpointer | None = None,
     start: Position | None = None,
-    interrupt=None,
+    interrupt: StopSignals | None = None,
 ) -> Outcome:
     params = [p for p in model.parameters() if p.requires_grad]
     per_epoch = batches.steps_per_epoch
@@ -184,5 +185,5 @@ def train(
     return Outcome("ok", reason, f"finished: {message}", step, examples)
 
 
-def interrupted(interrupt) -> bool:
+def interrupted(interrupt: StopSignals | None) -> bool:
     return interrupt is not None and interrupt.received is not None
