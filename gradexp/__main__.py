@@ -19,6 +19,8 @@ def _task(cfg: DictConfig) -> float:
     summary = run.main(
         cfg, Path(hc.runtime.output_dir), dict(hc.runtime.choices), list(hc.overrides.task)
     )
+    if summary["status"] == "interrupted":  # in a sweep too: the user asked everything to stop
+        sys.exit(summary.get("exit_code", 130))
     if hc.mode != RunMode.MULTIRUN and summary["status"] not in ("ok", "diverged"):
         sys.exit(2 if summary.get("stop_reason") == "config_error" else 1)
     return summary["objective"]  # for sweepers that minimise; a failed job gives inf, not an error

@@ -34,6 +34,7 @@ class Batches:
         self.size = math.ceil(n / accumulate) if size is None else size
         self.accumulate, self.shuffle, self.drop_last = accumulate, shuffle, drop_last
         self.generator = generator
+        self.epoch_state: Tensor | None = None  # the generator when this epoch began (checkpoints)
         starts = range(0, n, self.size)
         if drop_last and n % self.size:
             starts = starts[:-1]
@@ -43,11 +44,13 @@ class Batches:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.slices) / self.accumulate)
 
-    def epoch(self) -> Iterator[Micro]:
+    def epoch(self, skip: int = 0) -> Iterator[Micro]:
+        """This epoch's updates, after the first `skip` (a resumed run has done those)."""
         x, y = self.x, self.y
         if self.shuffle:
+            self.epoch_state = self.generator.get_state()
             perm = torch.randperm(self.n, generator=self.generator, device=self.generator.device)
             x, y = x[perm], y[perm]
         k = self.accumulate
-        for i in range(0, len(self.slices), k):
+        for i in range(skip * k, len(self.slices), k):
             yield [(x[a:b], y[a:b]) for a, b in self.slices[i : i + k]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+log = logging.getLogger("gradexp")
 BEST = {"train/loss": min, "eval/loss": min, "eval/accuracy": max}
 SPREAD = ("train/loss", "grad/norm")  # tags that also get _min/_max over a logged interval
 
@@ -29,9 +31,18 @@ class History:
     averages rows per logged interval and writes them with the snapshots.
     """
 
-    def __init__(self, sink, columns: list[str], log_every: int, grad_tol=None, loss_tol=None):
+    def __init__(
+        self, sink, columns: list[str], log_every: int, grad_tol=None, loss_tol=None, watch=None
+    ):
+        """columns name what the loop records per step; grad/norm is added here, composed
+        from the grad_norm/<layer> columns (‖∇J‖² = Σ ‖∇J_layer‖²) on the host."""
+        self.recorded = len(columns)
+        self.layers = [i for i, c in enumerate(columns) if c.startswith("grad_norm/")]
+        columns = [*columns[: self.layers[0]], "grad/norm", *columns[self.layers[0] :]]
         self.sink, self.columns, self.log_every = sink, columns, log_every
         self.grad_tol, self.loss_tol = grad_tol, loss_tol
+        self.watch = watch  # a GrowthWatch: warns of an exploding gradient norm (or None)
+        self.warnings: list[str] = []
         self.rows: list[Tensor] = []
         self.steps: list[tuple[int, float]] = []  # (step, lr) of each row
         self.points: list[tuple[int, dict]] = []
@@ -46,7 +57,7 @@ class History:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def record(self, step: int, lr: float, row: Tensor) -> None:
+    def record(self, step: int, lr: float, row: list[Tensor]) -> None:
         self.rows.append(row)
         self.steps.append((step, lr))
 
@@ -58,11 +69,12 @@ class History:
 
     def flush(self) -> Stop | None:
         """Copy, check, aggregate and write everything pending; the first stop found, if any."""
-        rows = torch.stack(self.rows).double().cpu().numpy() if self.rows else np.zeros((0, 0))
+        rows = self._host_rows()
         points = self._host(self.points)
         epochs = self._host([(e, v) for _, e, v in self.epochs])
         stop = self._check(rows)
         limit = stop.step if stop else math.inf
+        self._watch(rows, limit)
         by_step: dict[int, dict[str, float]] = {}
         epoch_points = []
         epoch_ends = {s: (e, v) for (_, v), (e, s, _) in zip(epochs, self.epochs)}
@@ -93,6 +105,16 @@ class History:
         self.stopped = self.stopped or stop
         return stop
 
+    def _host_rows(self) -> np.ndarray:
+        """All pending rows in one device→host copy, with the global gradient norm inserted."""
+        if not self.rows:
+            return np.zeros((0, len(self.columns)))
+        flat = torch.stack([t.detach() for row in self.rows for t in row]).double().cpu()
+        raw = flat.numpy().reshape(len(self.rows), self.recorded)
+        total = np.sqrt(np.square(raw[:, self.layers]).sum(1, keepdims=True))
+        at = self.layers[0]
+        return np.hstack([raw[:, :at], total, raw[:, at:]])
+
     def close(self, final_step: int) -> Stop | None:
         """Flush, then write the last partial interval so the final step is always logged."""
         stop = self.flush()
@@ -102,6 +124,38 @@ class History:
             self.sink.write(final_step, values, self.elapsed())
             self.sink.flush()
         return stop
+
+    def _watch(self, rows: np.ndarray, limit: float) -> None:
+        if self.watch is None or not len(rows):
+            return
+        steps = [s for s, _ in self.steps if s <= limit]
+        warning = self.watch.feed(steps, rows[: len(steps), self.columns.index("grad/norm")])
+        if warning:
+            log.warning("gradexp: warning: %s", warning)
+            self.warnings.append(warning)
+
+    def state(self) -> dict:
+        """What a resumed run needs to go on logging exactly as this one would (after flush())."""
+        return {
+            "interval": [row.tolist() for row in self.interval],
+            "epoch_sum": self.epoch_sum.tolist(),
+            "epoch_n": self.epoch_n,
+            "last": dict(self.last),
+            "best": dict(self.best),
+            "elapsed": self.elapsed(),
+            "warnings": list(self.warnings),
+            "watch": self.watch.state() if self.watch is not None else None,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.interval = [np.array(row, dtype=np.float64) for row in state["interval"]]
+        self.epoch_sum = np.array(state["epoch_sum"], dtype=np.float64)
+        self.epoch_n = state["epoch_n"]
+        self.last, self.best = dict(state["last"]), dict(state["best"])
+        self.start = time.perf_counter() - state["elapsed"]
+        self.warnings = list(state["warnings"])
+        if self.watch is not None and state["watch"] is not None:
+            self.watch.load_state(state["watch"])
 
     def _aggregate(self) -> dict[str, float]:
         block = np.stack(self.interval)
@@ -139,11 +193,22 @@ class History:
         step, lr = self.steps[i]
         message = {
             "diverged": f"diverged at step {step}, loss={loss[i]:.4g}, ‖∇J‖={gnorm[i]:.4g}, "
-            f"lr={lr:g}",
+            f"lr={lr:g}: {self._culprit(rows[i], step)}",
             "grad_tol": f"converged at step {step}: ‖∇J‖={gnorm[i]:.3g} < grad_tol={self.grad_tol}",
             "loss_tol": f"converged at step {step}: loss={loss[i]:.4g} < loss_tol={self.loss_tol}",
         }[reason]
         return Stop(reason, step, message)
+
+    def _culprit(self, row: np.ndarray, step: int) -> str:
+        """Name the first non-finite value of a row: the loss, the penalty or a parameter's grad."""
+        order = [c for c in self.columns if c != "grad/norm"] + ["grad/norm"]
+        for column in order:
+            value = row[self.columns.index(column)]
+            if not math.isfinite(value):
+                what = {"train/loss": "loss", "train/l2": "l2 penalty", "grad/norm": "grad norm"}
+                name = what.get(column) or f"grad of {column.removeprefix('grad_norm/')}"
+                return f"{name} is {value} at step {step}"
+        return "no value is non-finite"
 
     def _remember(self, values: dict[str, float]) -> None:
         self.last |= values

@@ -4,15 +4,49 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
-from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
-from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_pb
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.record_writer import RecordWriter
+from torch.utils.tensorboard.summary import image as image_pb
+from torch.utils.tensorboard.summary import text as text_pb
 
-HPARAM_METRICS = ("train/loss", "eval/loss", "eval/accuracy", "grad/norm")
+from gradexp import hparams as sessions
+from gradexp import layouts
+
+
+class EventFile:
+    """A TensorBoard event file written synchronously. gradexp writes in bursts at each flush,
+    so SummaryWriter's writer thread only added a lock hand-off per event to the hot loop."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        now = time.time()
+        name = f"events.out.tfevents.{now:.0f}.{socket.gethostname()}.{os.getpid()}"
+        n = 0  # a run resumed in the same process and second must not overwrite the first file
+        while (Path(run_dir) / f"{name}.{n}").exists():
+            n += 1
+        self.path = Path(run_dir) / f"{name}.{n}"
+        self.records = RecordWriter(self.path.open("xb"))
+        self.add(Event(wall_time=now, file_version="brain.Event:2"))
+        if purge_step is not None:  # TensorBoard drops earlier events at or after this step
+            start = SessionLog(status=SessionLog.START)
+            self.add(Event(wall_time=now, step=purge_step, session_log=start))
+
+    def add(self, event: Event) -> None:
+        self.records.write(event.SerializeToString())
+
+    def add_summary(self, summary: Summary, step: int = 0, wall_time: float | None = None):
+        self.add(Event(summary=summary, step=step, wall_time=wall_time or time.time()))
+
+    def flush(self) -> None:
+        self.records.flush()
+
+    def close(self) -> None:
+        self.records.close()
 
 
 class Logger:
@@ -20,56 +54,74 @@ class Logger:
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
-        self.events = self.writer._get_file_writer()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventFile(self.run_dir, purge_step)
         self.jsonl = (self.run_dir / "metrics.jsonl").open("a")
         self.start = time.time()
+        self.tags: set[str] = set()  # every scalar tag written: the custom-scalar layout's input
+        self.laid_out = 0  # how many tags the last layout written knew
 
     def write(self, step: int, values: dict[str, float], elapsed: float, epoch: int | None = None):
         """One point: TensorBoard x is `step`, or `epoch` for the per-epoch series."""
         summary = Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
         self.events.add_summary(summary, step if epoch is None else epoch, self.start + elapsed)
+        self.tags.update(values)
         record = {"step": step, "time": round(elapsed, 6)}
         if epoch is not None:
             record["epoch"] = epoch
         self.jsonl.write(json.dumps(_finite_or_str(record | values)) + "\n")
 
     def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text, 0)
+        self.events.add_summary(text_pb(tag, text))
 
     def image(self, tag: str, pixels, step: int) -> None:
         """An H×W×3 uint8 image (a figure) for TensorBoard's IMAGES tab."""
-        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+        self.events.add_summary(image_pb(tag, pixels, dataformats="HWC"), step)
 
     def hparams(self, hparams: dict[str, object], status: str) -> None:
         """The HPARAMS tab's session for this run, in this run's own directory (no sub-run).
         Its metrics are the run's own tags, so TensorBoard shows their last values."""
-        experiment, start, _ = hparams_pb(hparams, dict.fromkeys(HPARAM_METRICS, 0.0))
-        code = api_pb2.STATUS_SUCCESS if status in ("ok", "diverged") else api_pb2.STATUS_FAILURE
-        for summary in (experiment, start, _session_end(code)):
+        ok = status in ("ok", "diverged")
+        for summary in (sessions.session_start(hparams), sessions.session_end(ok)):
             self.events.add_summary(summary)
 
     def flush(self) -> None:
-        self.writer.flush()
+        if len(self.tags) > self.laid_out:
+            # The Custom Scalars tab's charts, rewritten when new tags appear (TensorBoard shows
+            # the latest), so a run still training has them too.
+            self.events.add_summary(layouts.summary(layouts.build(self.tags)))
+            self.laid_out = len(self.tags)
+        self.events.flush()
         self.jsonl.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        self.flush()
+        self.events.close()
         self.jsonl.close()
 
+    def sizes(self) -> dict[str, int]:
+        """Bytes in each log file, flushed: what a resumed run rewinds to (see rewind)."""
+        self.flush()
+        return {f.name: f.stat().st_size for f in log_files(self.run_dir)}
 
-def _session_end(status: int) -> Summary:
-    # torch's hparams() always says STATUS_SUCCESS; a failed run should say so in the HPARAMS tab.
-    content = plugin_data_pb2.HParamsPluginData(
-        session_end_info=plugin_data_pb2.SessionEndInfo(status=status),
-        version=metadata.PLUGIN_DATA_VERSION,
-    )
-    meta = SummaryMetadata(
-        plugin_data=SummaryMetadata.PluginData(
-            plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
-        )
-    )
-    return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=meta)])
+
+EVENTS = "events.out.tfevents.*"
+
+
+def log_files(run_dir: Path) -> list[Path]:
+    return sorted([*Path(run_dir).glob(EVENTS), *Path(run_dir).glob("metrics.jsonl")])
+
+
+def rewind(run_dir: Path, sizes: dict[str, int]) -> None:
+    """Cut the logs back to a checkpoint's sizes: what a crash or an interrupt wrote after it
+    (a torn last line or event record included) goes, and files started after it are removed.
+    Events and jsonl lines are only ever appended, so a prefix is a valid file."""
+    for file in log_files(run_dir):
+        size = sizes.get(file.name)
+        if size is None:
+            file.unlink()
+        elif file.stat().st_size > size:
+            os.truncate(file, size)
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gradexp import data as datasets
+from gradexp import resume
 from gradexp.batches import Batches
+from gradexp.checkpoint import Checkpointer, restore
+from gradexp.checks import check_groups
 from gradexp.errors import ConfigError, check_choice, check_number
 from gradexp.function import ObjectiveLoss, objective_data
 from gradexp.history import History
-from gradexp.logger import Logger, write_summary
+from gradexp.logger import Logger, rewind, write_summary
+from gradexp.outdir import writable
 from gradexp.probes.function import FunctionGradients
+from gradexp.signals import StopSignals
 from gradexp.train import Outcome, evaluate, train
+from gradexp.watch import GrowthWatch
 
 log = logging.getLogger("gradexp")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -66,6 +74,7 @@ def check_knobs(cfg: DictConfig) -> Knobs:
     check_number("batch.accumulate", cfg.batch.accumulate, low=1, integer=True, strict=False)
     check_number("data.eval_fraction", cfg.data.eval_fraction, low=0, high=0.9, strict=False)
     check_choice("dtype", cfg.dtype, DTYPES)
+    check_groups(plain(cfg))
     return Knobs(
         resolve_device(str(cfg.device)),
         DTYPES[cfg.dtype],
@@ -79,6 +88,12 @@ def check_knobs(cfg: DictConfig) -> Knobs:
         cfg.stop.loss_tol,
         cfg.stop.time_limit,
     )
+
+
+def plain(cfg: DictConfig) -> dict:
+    """The run's config as plain Python values, without the hydra node."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                  resolve=True)  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,9 +113,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build(group: str, node: DictConfig, *args, **kwargs):
-    """instantiate() whose errors name the config group rather than a Python call."""
+    """instantiate(), then call a `_partial_` with the runtime arguments (sizes, parameters);
+    errors name the config group rather than a Python call."""
     try:
-        return instantiate(node, *args, **kwargs) if node.get("_target_") else None
+        made = instantiate(node)
+        return made(*args, **kwargs) if node.get("_partial_") else made
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
@@ -110,22 +127,31 @@ def build(group: str, node: DictConfig, *args, **kwargs):
         raise
     except ConfigError as e:
         raise e.under(group) from None
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:
+        # torch's own checks, e.g. "Invalid momentum value"; the first line, not a dump
+        raise ConfigError(group, node.get("_target_"), str(e).splitlines()[0]) from None
 
 
 def load_data(cfg: DictConfig, knobs: Knobs) -> datasets.Data:
     loader = OmegaConf.masked_copy(cfg.data, [k for k in cfg.data if k not in SPLIT_KEYS])
     arrays = build("data", loader)
     split = {k: cfg.data[k] for k in SPLIT_KEYS}
-    return datasets.split(arrays, **split, device=knobs.device, dtype=knobs.dtype)
+    data = datasets.split(arrays, **split, device=knobs.device, dtype=knobs.dtype)
+    if data.n_train == 0:
+        rows = len(arrays.x)
+        raise ConfigError("data.eval_fraction", cfg.data.eval_fraction,
+                          f"leaves none of the {rows} rows for training; lower it")  # fmt: skip
+    return data
 
 
-def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
+def run(
+    cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str], interrupt=None
+) -> dict:
     """Build everything from the config, train, and return the summary (also on disk)."""
     knobs = check_knobs(cfg)
     torch.manual_seed(cfg.seed)
-    make_model = build("model", cfg.model)
     # model=function is its own objective: no data set, no loss, one dummy sample per step.
-    is_function = getattr(getattr(make_model, "func", None), "is_objective", False)
+    is_function = is_objective(cfg.model)
     data = objective_data(knobs.device, knobs.dtype) if is_function else load_data(cfg, knobs)
     loss_fn = ObjectiveLoss() if is_function else build("loss", cfg.loss)
     if data.task not in loss_fn.tasks:
@@ -137,30 +163,41 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
     size = None if is_function else cfg.batch.size
     if size is not None and size > data.n_train:
         raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
-    try:
-        model = make_model(data.in_features, data.out_features)
-    except ConfigError as e:
-        raise e.under("model") from None
+    model = build("model", cfg.model, data.in_features, data.out_features)
     model = model.to(device=knobs.device, dtype=knobs.dtype)
-    optimizer = build("optimizer", cfg.optimizer)(model.parameters())
+    optimizer = build("optimizer", cfg.optimizer, model.parameters())
     order = torch.Generator(device=knobs.device).manual_seed(cfg.seed)
     batches = Batches(data.x_train, loss_fn.targets(data.y_train, data.num_classes, knobs.dtype),
                       size=size, accumulate=cfg.batch.accumulate, shuffle=cfg.batch.shuffle,
                       drop_last=cfg.batch.drop_last, generator=order)  # fmt: skip
     total = int(min(knobs.max_steps, knobs.epochs * batches.steps_per_epoch))
-    scheduler = build("schedule", cfg.schedule)(optimizer, total_steps=total)
+    scheduler = build("schedule", cfg.schedule, optimizer, total_steps=total)
     evaluator = None
     if len(data.x_eval):
         target = loss_fn.targets(data.y_eval, data.num_classes, knobs.dtype)
         labels = data.y_eval if data.task == "classification" else None
         evaluator = lambda: evaluate(model, loss_fn, data.x_eval, target, labels)  # noqa: E731
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    columns = ["train/loss", *(["train/l2"] if knobs.l2 else []), "grad/norm"]
+    columns = ["train/loss", *(["train/l2"] if knobs.l2 else [])]
     columns += [f"grad_norm/{n}" for n in names]
     probes = build_probes(cfg, knobs, batches, is_function)
-    logger = Logger(run_dir)
-    history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol)
-    logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
+    config = plain(cfg)
+    saved = resume.latest(run_dir, config) if cfg.resume else None
+    if cfg.resume:
+        rewind(run_dir, saved["logs"] if saved else {})  # what came after the checkpoint goes
+    logger = Logger(run_dir, purge_step=saved["position"]["step"] + 1 if saved else None)
+    watch = GrowthWatch(cfg.explode.factor, cfg.explode.window)
+    history = History(logger, columns, knobs.log_every, knobs.grad_tol, knobs.loss_tol, watch)
+    saver = Checkpointer(run_dir, cfg.checkpoint_every, model=model, optimizer=optimizer,
+                         scheduler=scheduler, batches=batches, history=history, logger=logger,
+                         config=config)  # fmt: skip
+    start = None
+    if saved:
+        start = restore(saved, model=model, optimizer=optimizer, scheduler=scheduler,
+                        batches=batches, history=history)  # fmt: skip
+        logger.tags.update(saved["tags"])
+    else:
+        logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
     if is_function:
         log.info(f"gradexp: {model.extra_repr()} · {choices.get('optimizer', '?')}"
                  f"(lr={cfg.optimizer.lr:g}) · {total} steps on {knobs.device}")  # fmt: skip
@@ -175,7 +212,8 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
                 eval_every=knobs.eval_every, evaluate=evaluator, flush_secs=knobs.flush_secs,
                 l2=knobs.l2, time_limit=knobs.time_limit,
                 sync_every_log=knobs.grad_tol is not None or knobs.loss_tol is not None,
-                progress=bar, probes=probes,
+                progress=bar, checkpoint=saver, start=start, interrupt=interrupt,
+                probes=probes,
             )  # fmt: skip
         finished = {}
         for probe in probes:  # probes that report at the end (plots, checks): one host copy each
@@ -187,20 +225,30 @@ def run(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> 
         status = outcome.status if outcome else "failed"
         logger.hparams(hparams(cfg, choices, overrides), status)
         logger.close()
-    summary = summarise(outcome, history, data, knobs) | {"elapsed_s": round(history.elapsed(), 3)}
-    return summary | ({"probes": finished} if finished else {})
+    torch.save(model.state_dict(), run_dir / "model.pt")
+    extra = {"elapsed_s": round(history.elapsed(), 3), "warnings": history.warnings}
+    if saved:
+        extra["resumed_from"] = {"step": start.step, "checkpoint": saved["path"]}
+    if finished:
+        extra["probes"] = finished
+    return summarise(outcome, history, data, knobs) | extra
+
+
+def is_objective(node: DictConfig) -> bool:
+    """Whether the model's class declares itself its own objective (model=function)."""
+    try:
+        return bool(getattr(get_object(node._target_), "is_objective", False))
+    except Exception:  # a bad _target_ is reported by build(), naming the key
+        return False
 
 
 def build_probes(cfg: DictConfig, knobs: Knobs, batches: Batches, is_function: bool) -> list:
     """probes=[noise,sharpness,…]: each probe gets the training set and λ besides its config.
     model=function always gets the function probe (gradients side by side, the path plot)."""
-    probes = []
-    for name, node in (cfg.get("probes") or {}).items():
-        make = build(f"probes.{name}", node)
-        try:
-            probes.append(make(data=(batches.x, batches.y), l2=knobs.l2))
-        except ConfigError as e:
-            raise e.under(f"probes.{name}") from None
+    probes = [
+        build(f"probes.{name}", node, data=(batches.x, batches.y), l2=knobs.l2)
+        for name, node in (cfg.get("probes") or {}).items()
+    ]
     if is_function and not any(isinstance(p, FunctionGradients) for p in probes):
         probes.insert(0, FunctionGradients(l2=knobs.l2))
     return probes
@@ -208,33 +256,57 @@ def build_probes(cfg: DictConfig, knobs: Knobs, batches: Batches, is_function: b
 
 def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
     """Run one experiment and always leave summary.json, whatever happens. Never raises."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     choices = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
     base = {"run_dir": str(run_dir), "overrides": list(overrides), "choices": choices}
+    if cfg.get("resume") is True and (done := resume.finished(run_dir)):
+        log.info("gradexp: %s already finished (%s): skipped", run_dir, done["status"])
+        return done | {"objective": float(done.get("objective", math.inf))}
     started = time.time()
+    interrupt = StopSignals()
     try:
-        summary = base | run(cfg, run_dir, choices, overrides)
+        with interrupt, deterministic(cfg.get("deterministic") is True):
+            writable(run_dir)
+            summary = base | run(cfg, run_dir, choices, overrides, interrupt)
     except ConfigError as e:
         log.error("gradexp: error: %s", e)
         summary = base | {"status": "failed", "stop_reason": "config_error", "error": str(e)}
     except KeyboardInterrupt:
         log.error("gradexp: interrupted; logs flushed in %s", run_dir)
-        summary = base | {"status": "interrupted", "stop_reason": "interrupt"}
+        summary = base | {"status": "interrupted", "stop_reason": "interrupt", "exit_code": 130}
     except Exception as e:
-        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        resume.safe_write(Path.write_text, run_dir / "traceback.txt", traceback.format_exc())
         log.error("gradexp: failed: %s: %s (traceback in %s)", type(e).__name__, e, run_dir)
         summary = base | {
             "status": "failed",
             "stop_reason": "error",
             "error": f"{type(e).__name__}: {e}",
         }
+    if summary.get("stop_reason") == "signal":
+        summary["exit_code"] = interrupt.exit_code
+        log.error("gradexp: %s; checkpoint in %s; to continue, run the same command with "
+                  "hydra.run.dir=%s resume=true", summary["message"],
+                  shown_path(run_dir / "checkpoints"), shown_path(run_dir))  # fmt: skip
     summary["wall_time_s"] = round(time.time() - started, 3)
     summary["objective"] = objective(summary)
-    write_summary(run_dir, summary)
+    resume.safe_write(write_summary, run_dir, summary)
     if summary["status"] in ("ok", "diverged"):
         log.info(one_line(summary))
         log.info("tensorboard --logdir %s", shown_path(run_dir))
     return summary
+
+
+@contextmanager
+def deterministic(enabled: bool):
+    """torch.use_deterministic_algorithms for this run only; CUDA's cuBLAS also needs a fixed
+    workspace (set before its first use). CPU runs here are bitwise repeatable without it."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def objective(summary: dict) -> float:
@@ -266,15 +338,19 @@ def summarise(outcome: Outcome, history: History, data: datasets.Data, knobs: Kn
 
 
 def hparams(cfg: DictConfig, choices: dict, overrides: list[str]) -> dict:
-    """What a sweep varies, for TensorBoard's HPARAMS tab: group choices, key knobs, overrides."""
+    """What a sweep varies, for TensorBoard's HPARAMS tab: group choices, key knobs, overrides.
+    Named by their config keys, so an override (optimizer.lr=0.1) and the knob are one column, and
+    typed from the composed config: `optimizer.lr=0.1` is the number 0.1, not the string "0.1"."""
     hp = {g: choices[g] for g in ("data", "model", "loss", "optimizer", "batch", "schedule")
           if g in choices}  # fmt: skip
-    hp |= {"lr": cfg.optimizer.lr, "batch_size": cfg.batch.size or 0,
-           "accumulate": cfg.batch.accumulate, "seed": cfg.seed, "l2": cfg.l2}  # fmt: skip
+    for key in ("optimizer.lr", "batch.size", "batch.accumulate", "seed", "l2"):
+        hp[key] = OmegaConf.select(cfg, key)
     for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
-        hp.setdefault(key, value)
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
+        if not item.startswith("~"):
+            key = item.lstrip("+").partition("=")[0]
+            hp.setdefault(key, choices[key] if key in choices else OmegaConf.select(cfg, key))
+    return {k: v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in hp.items()}  # fmt: skip
 
 
 def describe(cfg, choices, data, batches, knobs, total) -> str:

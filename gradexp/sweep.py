@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-log = logging.getLogger("gradexp")
 COLUMNS = (
     "job",
     "overrides",
@@ -71,15 +70,11 @@ class SweepTable(Callback):
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        log.info(
-            "\n%s\n\nsweep table: %s\ntensorboard --logdir %s",
-            table(rows),
-            sweep_dir / "summary.csv",
-            sweep_dir,
-        )
+        # Printed, not logged: after the jobs, logging in this process is Hydra's, not a job's.
+        print(f"\n{table(rows)}\n\nsweep table: {sweep_dir / 'summary.csv'}")
+        print(f"tensorboard --logdir {sweep_dir}", flush=True)
         failed = [r["job"] for r in rows if r["status"] not in ("ok", "diverged")]
         if failed:
-            log.error(
-                "gradexp: %d of %d jobs failed: %s", len(failed), len(rows), ", ".join(failed)
-            )
+            print(f"gradexp: {len(failed)} of {len(rows)} jobs failed: {', '.join(failed)}",
+                  file=sys.stderr)  # fmt: skip
             raise SystemExit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,15 +11,17 @@ import torch
 from torch import Tensor, nn
 
 from gradexp.batches import Batches, Micro
+from gradexp.checkpoint import Checkpointer, Position
 from gradexp.history import History
 from gradexp.probes import Probe
 from gradexp.probes.norms import step_row, update_stats
+from gradexp.signals import StopSignals
 
 
 @dataclass
 class Outcome:
-    status: str  # ok | diverged
-    stop_reason: str  # epochs | max_steps | time_limit | grad_tol | loss_tol | diverged
+    status: str  # ok | diverged | interrupted
+    stop_reason: str  # epochs | max_steps | time_limit | grad_tol | loss_tol | diverged | signal
     message: str
     steps: int
     examples: int
@@ -82,14 +85,23 @@ def train(
     sync_every_log: bool = False,
     probes: Sequence[Probe] = (),
     progress=None,
+    checkpoint: Checkpointer | None = None,
+    start: Position | None = None,
+    interrupt: StopSignals | None = None,
 ) -> Outcome:
     params = [p for p in model.parameters() if p.requires_grad]
     per_epoch = batches.steps_per_epoch
-    step = examples = shown = 0
-    stop, reason, last_flush, evaluated = None, "epochs", time.perf_counter(), 0
+    at = start or Position()  # a resumed run starts where its checkpoint stopped
+    step, examples, evaluated, shown = at.step, at.examples, at.evaluated, at.step
+    skip, first = (at.batch, at.epoch) if at.batch < per_epoch else (0, at.epoch + 1)
+    stop, last_flush = None, time.perf_counter()
+    reason, last = ("epochs", epochs) if step < max_steps else ("max_steps", 0)
+    # Reading a value costs a device sync on a GPU but nothing on the CPU: there, look for
+    # divergence at every logged step instead of running on in NaN until the next flush.
+    on_cpu = all(p.device.type == "cpu" for p in params)
     model.train()
-    for epoch in range(1, epochs + 1):
-        for i, micro in enumerate(batches.epoch(), start=1):
+    for epoch in range(first, last + 1):
+        for i, micro in enumerate(batches.epoch(skip), start=skip + 1):
             step += 1
             final = step >= max_steps or (epoch == epochs and i == per_epoch)
             logged = step % log_every == 0 or final
@@ -134,19 +146,33 @@ def train(
                     progress.update(step - shown)
                     shown = step
                 now = time.perf_counter()
-                if sync_every_log or now - last_flush >= flush_secs:
+                blown = on_cpu and not math.isfinite(loss.item())
+                if sync_every_log or blown or now - last_flush >= flush_secs:
                     stop, last_flush = history.flush(), now
                 if stop is None and time_limit is not None and history.elapsed() >= time_limit:
                     reason = "time_limit"
                     break
                 if stop is not None:
                     break
+            if checkpoint is not None and (checkpoint.due(step) or interrupted(interrupt)):
+                stop = history.flush()  # the checkpoint and the logs then hold the same steps
+                if stop is not None:
+                    break
+                checkpoint.save(Position(step, epoch, i, examples, evaluated))
+            if interrupted(interrupt):
+                reason = "signal"
+                break
             if step >= max_steps:
                 reason = "max_steps"
                 break
         else:
+            skip = 0
             continue
         break
+    if reason == "signal":
+        history.flush()
+        message = f"interrupted by {interrupt.name} at step {step}"
+        return Outcome("interrupted", "signal", message, step, examples)
     if evaluate and stop is None and evaluated != step:
         history.point(step, evaluate())  # the final parameters are always evaluated
     stop = history.close(step) or stop
@@ -157,3 +183,7 @@ def train(
         reason, f"time limit {time_limit}s reached"
     )
     return Outcome("ok", reason, f"finished: {message}", step, examples)
+
+
+def interrupted(interrupt: StopSignals | None) -> bool:
+    return interrupt is not None and interrupt.received is not None

@@ -44,8 +44,10 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def metrics(run_dir: Path) -> list[dict]:
     """metrics.jsonl as dicts, with 'nan'/'inf' strings turned back into floats."""
     lines = Path(run_dir, "metrics.jsonl").read_text().splitlines()
-    return [{k: float(v) if v in ("nan", "inf", "-inf") else v for k, v in json.loads(x).items()}
-            for x in lines]  # fmt: skip
+    return [
+        {k: float(v) if v in ("nan", "inf", "-inf") else v for k, v in json.loads(x).items()}
+        for x in lines
+    ]
 
 
 def series(run_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -55,8 +57,14 @@ def series(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m gradexp ARGS` in a subprocess, from cwd, importing this checkout."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "gradexp", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "gradexp", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def finite(x: float) -> bool:

@@ -11,11 +11,11 @@ def norms(tensors: list[Tensor]) -> Tensor:
     return torch.stack(torch._foreach_norm(tensors))
 
 
-def step_row(loss: Tensor, penalty: Tensor | None, grads: list[Tensor]) -> Tensor:
-    """[loss, (λ‖θ‖²), ‖∇J‖, ‖∇J_layer‖…]: what the loop records every step."""
-    layer = norms(grads)
-    head = [loss.reshape(1)] if penalty is None else [loss.reshape(1), penalty.reshape(1)]
-    return torch.cat([*head, torch.linalg.vector_norm(layer).reshape(1), layer])
+def step_row(loss: Tensor, penalty: Tensor | None, grads: list[Tensor]) -> list[Tensor]:
+    """[loss, (λ‖θ‖²), ‖∇J_layer‖…] as 0-d tensors: what the loop records every step. One fused
+    kernel and no stacking; the global norm is composed from the layer norms at flush time."""
+    head = [loss] if penalty is None else [loss, penalty]
+    return [*head, *torch._foreach_norm(grads)]
 
 
 def update_stats(before: list[Tensor], after: list[Tensor]) -> dict[str, Tensor]:
