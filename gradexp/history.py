@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -47,8 +48,8 @@ class History:
         self.steps: list[tuple[int, float]] = []  # (step, lr) of each row
         self.points: list[tuple[int, dict]] = []
         self.epochs: list[tuple[int, int, dict]] = []
-        self.epoch_sum, self.epoch_n = np.zeros(len(columns)), 0
-        self.interval: list[np.ndarray] = []
+        self.epoch_rows: list[np.ndarray] = []  # this epoch's blocks of rows so far
+        self.interval: list[np.ndarray] = []  # blocks of rows (n, columns) not yet logged
         self.last: dict[str, float] = {}
         self.best: dict[str, float] = {}
         self.start = time.perf_counter()
@@ -78,13 +79,17 @@ class History:
         by_step: dict[int, dict[str, float]] = {}
         epoch_points = []
         epoch_ends = {s: (e, v) for (_, v), (e, s, _) in zip(epochs, self.epochs)}
-        for (step, _), row in zip(self.steps, rows):
-            if step > limit:
-                break
-            self.interval.append(row)
-            self.epoch_sum += row
-            self.epoch_n += 1
-            if step % self.log_every == 0 or step == limit:
+        steps = [s for s, _ in self.steps if s <= limit]
+        rows, done = rows[: len(steps)], 0
+        # Only interval and epoch boundaries cost numpy work; the rows between go as blocks.
+        for i, step in enumerate(steps):
+            logged = step % self.log_every == 0 or step == limit
+            if not (logged or step in epoch_ends) and i < len(steps) - 1:
+                continue
+            block, done = rows[done : i + 1], i + 1
+            self.interval.append(block)
+            self.epoch_rows.append(block)
+            if logged:
                 by_step[step] = self._aggregate()
             if step in epoch_ends:
                 by_step.setdefault(step, {})
@@ -109,7 +114,7 @@ class History:
         """All pending rows in one device→host copy, with the global gradient norm inserted."""
         if not self.rows:
             return np.zeros((0, len(self.columns)))
-        flat = torch.stack([t.detach() for row in self.rows for t in row]).double().cpu()
+        flat = torch.stack(list(chain.from_iterable(self.rows))).double().cpu()  # no grad_fn
         raw = flat.numpy().reshape(len(self.rows), self.recorded)
         total = np.sqrt(np.square(raw[:, self.layers]).sum(1, keepdims=True))
         at = self.layers[0]
@@ -137,9 +142,8 @@ class History:
     def state(self) -> dict:
         """What a resumed run needs to go on logging exactly as this one would (after flush())."""
         return {
-            "interval": [row.tolist() for row in self.interval],
-            "epoch_sum": self.epoch_sum.tolist(),
-            "epoch_n": self.epoch_n,
+            "interval": np.concatenate(self.interval).tolist() if self.interval else [],
+            "epoch_rows": np.concatenate(self.epoch_rows).tolist() if self.epoch_rows else [],
             "last": dict(self.last),
             "best": dict(self.best),
             "elapsed": self.elapsed(),
@@ -148,9 +152,10 @@ class History:
         }
 
     def load_state(self, state: dict) -> None:
-        self.interval = [np.array(row, dtype=np.float64) for row in state["interval"]]
-        self.epoch_sum = np.array(state["epoch_sum"], dtype=np.float64)
-        self.epoch_n = state["epoch_n"]
+        pending = np.array(state["interval"], dtype=np.float64).reshape(-1, len(self.columns))
+        self.interval = [pending] if len(pending) else []
+        rows = np.array(state["epoch_rows"], dtype=np.float64).reshape(-1, len(self.columns))
+        self.epoch_rows = [rows] if len(rows) else []
         self.last, self.best = dict(state["last"]), dict(state["best"])
         self.start = time.perf_counter() - state["elapsed"]
         self.warnings = list(state["warnings"])
@@ -158,7 +163,7 @@ class History:
             self.watch.load_state(state["watch"])
 
     def _aggregate(self) -> dict[str, float]:
-        block = np.stack(self.interval)
+        block = np.concatenate(self.interval)
         self.interval = []
         values = dict(zip(self.columns, block.mean(0).tolist()))
         if len(block) > 1:
@@ -168,8 +173,12 @@ class History:
         return values
 
     def _epoch_mean(self) -> dict[str, float]:
-        mean = dict(zip(self.columns, (self.epoch_sum / max(1, self.epoch_n)).tolist()))
-        self.epoch_sum, self.epoch_n = np.zeros(len(self.columns)), 0
+        # One mean over the whole epoch: the same bits however flushes cut it into blocks.
+        rows = (
+            np.concatenate(self.epoch_rows) if self.epoch_rows else np.zeros((1, len(self.columns)))
+        )
+        mean = dict(zip(self.columns, rows.mean(0).tolist()))
+        self.epoch_rows = []
         return {"epoch/train_loss": mean["train/loss"], "epoch/grad_norm": mean["grad/norm"]}
 
     def _write_epoch(self, step: int, epoch: int, values: dict[str, float]) -> None:

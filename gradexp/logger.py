@@ -6,12 +6,13 @@ import json
 import math
 import os
 import socket
+import struct
 import time
 from pathlib import Path
 
+import google_crc32c
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard.summary import image as image_pb
 from torch.utils.tensorboard.summary import text as text_pb
 
@@ -25,28 +26,42 @@ class EventFile:
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         now = time.time()
-        name = f"events.out.tfevents.{now:.0f}.{socket.gethostname()}.{os.getpid()}"
-        n = 0  # a run resumed in the same process and second must not overwrite the first file
-        while (Path(run_dir) / f"{name}.{n}").exists():
-            n += 1
-        self.path = Path(run_dir) / f"{name}.{n}"
-        self.records = RecordWriter(self.path.open("xb"))
+        # TensorBoard reads a directory's event files in name order, and a resumed run's file
+        # must come after the one it continues (or its purge_step undoes the wrong events):
+        # its time stamp is later than any file already there, even within the same second.
+        stamps = [int(p.name.split(".")[3]) for p in Path(run_dir).glob("events.out.tfevents.*")
+                  if p.name.split(".")[3].isdigit()]  # fmt: skip
+        stamp = max(int(now), max(stamps, default=0) + 1)
+        self.path = (
+            Path(run_dir) / f"events.out.tfevents.{stamp}.{socket.gethostname()}.{os.getpid()}.0"
+        )
+        self.file = self.path.open("xb")
         self.add(Event(wall_time=now, file_version="brain.Event:2"))
         if purge_step is not None:  # TensorBoard drops earlier events at or after this step
             start = SessionLog(status=SessionLog.START)
             self.add(Event(wall_time=now, step=purge_step, session_log=start))
 
     def add(self, event: Event) -> None:
-        self.records.write(event.SerializeToString())
+        # TFRecord framing: length, masked CRC-32C of the length, data, masked CRC-32C of the
+        # data. TensorBoard's own writer computes the CRC in pure Python without TensorFlow
+        # (~50 µs an event, a tenth of a small model's step); google-crc32c does it in C.
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self.file.write(header + _masked_crc(header) + data + _masked_crc(data))
 
     def add_summary(self, summary: Summary, step: int = 0, wall_time: float | None = None):
         self.add(Event(summary=summary, step=step, wall_time=wall_time or time.time()))
 
     def flush(self) -> None:
-        self.records.flush()
+        self.file.flush()
 
     def close(self) -> None:
-        self.records.close()
+        self.file.close()
+
+
+def _masked_crc(data: bytes) -> bytes:
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
 class Logger:

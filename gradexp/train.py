@@ -14,7 +14,7 @@ from gradexp.batches import Batches, Micro
 from gradexp.checkpoint import Checkpointer, Position
 from gradexp.history import History
 from gradexp.probes import Probe
-from gradexp.probes.norms import step_row, update_stats
+from gradexp.probes.norms import snapshot, step_row, update_stats
 from gradexp.signals import StopSignals
 
 
@@ -115,7 +115,7 @@ def train(
                         model=model, micro=micro, loss_fn=loss_fn, optimizer=optimizer
                     )
             lr = optimizer.param_groups[0]["lr"]
-            before = [p.detach().clone() for p in params] if logged else None
+            before = snapshot(params) if logged else None
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()

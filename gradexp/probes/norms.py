@@ -18,8 +18,15 @@ def step_row(loss: Tensor, penalty: Tensor | None, grads: list[Tensor]) -> list[
     return [*head, *torch._foreach_norm(grads)]
 
 
+@torch.no_grad()
+def snapshot(params: list[Tensor]) -> list[Tensor]:
+    """Copies of the parameters, in one fused kernel."""
+    return torch._foreach_mul(params, 1.0)
+
+
+@torch.no_grad()
 def update_stats(before: list[Tensor], after: list[Tensor]) -> dict[str, Tensor]:
-    """‖θ‖ after the step, ‖Δθ‖ and ‖Δθ‖/‖θ‖."""
-    param = torch.linalg.vector_norm(norms(after))
-    delta = torch.linalg.vector_norm(norms(torch._foreach_sub(after, before)))
+    """‖θ‖ after the step, ‖Δθ‖ and ‖Δθ‖/‖θ‖: one fused norm over θ and Δθ together."""
+    layer = norms([*after, *torch._foreach_sub(after, before)]).view(2, -1)
+    param, delta = torch.linalg.vector_norm(layer, dim=1).unbind()
     return {"param/norm": param, "update/norm": delta, "update/ratio": delta / param}
