@@ -25,6 +25,15 @@ def _task(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    # Hydra finds plugins by walking hydra_plugins/ on disk, which misses a package installed in
+    # editable mode (pip install -e); registering gradexp's sweeper by hand works for both.
+    # Scan first: the scan re-executes Hydra's own plugin modules, so import the subclass after.
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    from hydra_plugins.gradexp_sweeper.gradexp_sweeper import GradexpSweeper
+
+    plugins.register(GradexpSweeper)
     _task()
 
 

@@ -1,0 +1,203 @@
+"""The report's figures: one line per configuration with a band over seeds. Each function returns
+its matplotlib Figure (no pyplot state, no display), so tests can read the axes back."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from gradexp.report import Config
+from gradexp.runs import Run
+
+X_LABELS = {
+    "step": "optimizer step",
+    "epoch": "epoch (passes over the training set)",
+    "examples": "training examples seen",
+    "time": "wall time in training (s)",
+}
+X_TAGS = {"epoch": "train/epoch", "examples": "train/examples"}
+CORE_GROUPS = {"train", "eval", "epoch", "grad"}  # drawn by the loss and gradient-norm figures
+MAX_PANELS = 12
+
+
+def x_of(run: Run, steps: np.ndarray, x: str) -> np.ndarray:
+    """x for the given steps: epochs and examples are logged on logged steps only, so other
+    steps (an evaluation between them) are placed by linear interpolation over the step."""
+    if x == "step":
+        return steps
+    tag = X_TAGS.get(x, "time")
+    known = [(p["step"], p[tag]) for p in run.points if tag in p]
+    if x == "time":
+        lookup = dict(known)
+        return np.array([lookup.get(s, math.nan) for s in steps])
+    s, v = zip(*([(0.0, 0.0), *known]))
+    return np.interp(steps, s, v)
+
+
+def band(config: Config, tag: str, x: str = "step"):
+    """(x, mean, low, high) of `tag` over the config's seeds, aligned on the step: the mean and
+    the seeds' range (positive wherever the values are, so it stays drawable on a log axis).
+    Non-finite values (a diverged seed) are left out; x is the seeds' mean x at each step."""
+    at: dict[int, list[tuple[float, float]]] = {}
+    for run in config.runs:
+        pts = [p for p in run.points if tag in p and math.isfinite(p[tag])]
+        steps = np.array([p["step"] for p in pts], float)
+        for s, xv, y in zip(steps, x_of(run, steps, x), (p[tag] for p in pts)):
+            if math.isfinite(xv):
+                at.setdefault(int(s), []).append((xv, y))
+    steps = sorted(at)
+    xs = np.array([np.mean([a for a, _ in at[s]]) for s in steps])
+    ys = [np.array([b for _, b in at[s]]) for s in steps]
+    mean = np.array([y.mean() for y in ys])
+    return xs, mean, np.array([y.min() for y in ys]), np.array([y.max() for y in ys])
+
+
+def labels(configs: list[Config]) -> tuple[dict[str, str], str]:
+    """Legend labels show what differs between configurations; what all share goes in a title."""
+    items = [c.key.split(",") if c.key else [] for c in configs]
+    common = set.intersection(*(set(i) for i in items)) if items else set()
+    names = {c.key: " ".join(o for o in i if o not in common) or "defaults"
+             for c, i in zip(configs, items)}  # fmt: skip
+    shared = " ".join(o for o in items[0] if o in common) if items else ""
+    return names, shared
+
+
+def colours(n: int) -> list:
+    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"]
+    return [cmap(i if n <= 20 else i / max(1, n - 1)) for i in range(n)]
+
+
+def draw(ax, configs: list[Config], tag: str, x: str, colour, label) -> bool:
+    """One line per configuration (a marker when it has one point) and its seed band."""
+    drawn = False
+    for c in configs:
+        xs, mean, low, high = band(c, tag, x)
+        if not len(xs):
+            continue
+        ax.plot(xs, mean, color=colour[c.key], label=label[c.key], lw=1.4,
+                marker="o" if len(xs) == 1 else None, ms=4)  # fmt: skip
+        if len(c.runs) > 1:
+            ax.fill_between(xs, low, high, color=colour[c.key], alpha=0.2, lw=0)
+        drawn = True
+    return drawn
+
+
+def scale(ax, axis: str) -> None:
+    """Log scale for positive data spanning more than a decade and a half; linear otherwise."""
+    data = [line.get_ydata() if axis == "y" else line.get_xdata() for line in ax.get_lines()]
+    v = np.concatenate([np.asarray(d, float) for d in data]) if data else np.array([])
+    v = v[np.isfinite(v)]
+    if len(v) and v.min() > 0 and v.max() / v.min() > 30:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) -> Figure:
+    """Panels of (tag, y label) against x, sharing the legend."""
+    label, shared = labels(configs)
+    colour = dict(zip((c.key for c in configs), colours(len(configs))))
+    fig = Figure(figsize=(5.2 * len(panels) + 3, 4.6), layout="constrained")
+    for ax, (tag, ylabel) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        if draw(ax, configs, tag, x, colour, label):
+            scale(ax, "y")
+            if x in ("step", "examples"):
+                scale(ax, "x")
+        ax.set(title=tag, xlabel=X_LABELS.get(x, x), ylabel=ylabel)
+        ax.grid(alpha=0.3, which="both")
+    seeds = max(len(c.runs) for c in configs)
+    band_note = f"; line: mean, band: min–max over {seeds} seeds" if seeds > 1 else ""
+    fig.suptitle(f"{title}{band_note}" + (f"\n{shared}" if shared else ""), fontsize=11)
+    fig.legend(*legend(fig), loc="outside right upper", fontsize=7, title="configuration")
+    return fig
+
+
+def legend(fig: Figure):
+    seen = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
+
+
+def loss_figure(configs: list[Config], x: str = "step") -> Figure:
+    panels = [("train/loss", "training loss (mean over the logged interval)")]
+    if any("eval/loss" in p for c in configs for r in c.runs for p in r.points):
+        panels.append(("eval/loss", "held-out loss"))
+    return series_figure(configs, panels, x, f"Loss against {X_LABELS[x]}")
+
+
+def grad_norm_figure(configs: list[Config]) -> Figure:
+    return series_figure(configs, [("grad/norm", "‖∇J(θ)‖")], "step", "Gradient norm")
+
+
+def tag_groups(configs: list[Config]) -> dict[str, list[str]]:
+    """Tag groups beyond the core loss and gradient-norm series: probes, per-layer norms…"""
+    tags = sorted({t for c in configs for r in c.runs for p in r.points for t in p if "/" in t})
+    groups: dict[str, list[str]] = {}
+    for t in tags:
+        g = t.split("/")[0]
+        if g not in CORE_GROUPS and not t.endswith(("_min", "_max")):
+            groups.setdefault(g, []).append(t)
+    return groups
+
+
+def group_figure(configs: list[Config], group: str, tags: list[str]) -> Figure:
+    panels = [(t, t.split("/", 1)[1]) for t in tags[:MAX_PANELS]]
+    more = f" (first {MAX_PANELS} of {len(tags)} tags)" if len(tags) > MAX_PANELS else ""
+    return series_figure(configs, panels, "step", f"{group}/ against the step{more}")
+
+
+def lr_figure(configs: list[Config], name: str = "eval_loss") -> Figure:
+    """Final loss against the learning rate (log axis): one line per setting of everything else
+    (the optimizer, when a sweep varies only optimizer and lr), error bars over seeds, and ×
+    at the top for settings where every seed diverged."""
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for c in configs:
+        rest = ",".join(o for o in c.key.split(",") if not o.startswith("optimizer.lr="))
+        rest = rest if rest else c.runs[0].optimizer
+        mean, std = c.mean_std(name)
+        lines.setdefault(rest, []).append((c.runs[0].lr, mean, std))
+    keys = [Config(k) for k in lines]
+    label, shared = labels(keys)
+    fig = Figure(figsize=(8.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    finite = [m for pts in lines.values() for _, m, _ in pts if math.isfinite(m)]
+    top = max(finite) * 1.5 if finite else 1.0
+    for (key, pts), col in zip(lines.items(), colours(len(lines))):
+        pts = sorted(p for p in pts if math.isfinite(p[0]))
+        ok = [(lr, m, 0.0 if math.isnan(s) else s) for lr, m, s in pts if math.isfinite(m)]
+        if ok:
+            lr, m, s = map(np.array, zip(*ok))
+            ax.errorbar(lr, m, yerr=s, color=col, marker="o", ms=4, capsize=3, label=label[key])
+        bad = [lr for lr, m, _ in pts if not math.isfinite(m)]
+        if bad:
+            ax.scatter(bad, [top] * len(bad), marker="x", color=col, s=40,
+                       label=None if ok else label[key])  # fmt: skip
+    ax.set_xscale("log")
+    scale(ax, "y")
+    ax.set(xlabel="learning rate α (log scale)", ylabel=f"final {name.replace('_', ' ')}",
+           title=f"Learning-rate sensitivity: final {name.replace('_', ' ')} "
+                 "(mean ± std over seeds; × = diverged)")  # fmt: skip
+    if shared:
+        fig.suptitle(shared, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def write_all(configs: list[Config], out: Path) -> list[Path]:
+    """Every figure as a PNG in `out`; returns the files written."""
+    figs = {f"loss_vs_{x}": loss_figure(configs, x) for x in X_LABELS}
+    figs["grad_norm"] = grad_norm_figure(configs)
+    name = "eval_loss" if any(np.isfinite(c.values("eval_loss")).any() for c in configs) else None
+    figs["lr_sensitivity"] = lr_figure(configs, name or "train_loss")
+    for group, tags in tag_groups(configs).items():
+        figs[f"tags_{group}"] = group_figure(configs, group, tags)
+    written = []
+    for name, fig in figs.items():
+        fig.savefig(out / f"{name}.png", dpi=110)
+        written.append(out / f"{name}.png")
+    return written
