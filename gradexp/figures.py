@@ -156,6 +156,8 @@ def lr_figure(configs: list[Config], name: str = "eval_loss") -> Figure:
     at the top for settings where every seed diverged."""
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for c in configs:
+        if not len(c.values(name)):  # every seed failed: nothing to place
+            continue
         rest = ",".join(o for o in c.key.split(",") if not o.startswith("optimizer.lr="))
         rest = rest if rest else c.runs[0].optimizer
         mean, std = c.mean_std(name)

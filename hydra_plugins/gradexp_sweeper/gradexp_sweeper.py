@@ -5,6 +5,7 @@ the basic launcher composes it again to run it: 0.15–0.3 s per composition her
 a short job. When the launcher runs the jobs in this process, this sweeper keeps the configs it
 composed while checking and hands each one to the launcher, which would have composed the same
 config from the same inputs. Other launchers (joblib, submitit) compose in their own way.
+gradexp's main() installs it in place of hydra/sweeper=basic (see gradexp/__main__.py).
 """
 
 from __future__ import annotations
