@@ -164,7 +164,7 @@ def lr_figure(configs: list[Config], name: str = "eval_loss") -> Figure:
         lines.setdefault(rest, []).append((c.runs[0].lr, mean, std))
     keys = [Config(k) for k in lines]
     label, shared = labels(keys)
-    fig = Figure(figsize=(8.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
     ax = fig.subplots()
     finite = [m for pts in lines.values() for _, m, _ in pts if math.isfinite(m)]
     top = max(finite) * 1.5 if finite else 1.0
@@ -186,7 +186,7 @@ def lr_figure(configs: list[Config], name: str = "eval_loss") -> Figure:
     if shared:
         fig.suptitle(shared, fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="best")
+    fig.legend(*legend(fig), loc="outside right upper", fontsize=7, title="setting")
     return fig
 
 

@@ -129,7 +129,7 @@ def test_figures_axes_and_lines(sweep):
     lr = figures.lr_figure(configs)
     ax = lr.axes[0]
     assert ax.get_xscale() == "log" and "learning rate" in ax.get_xlabel()
-    labels = sorted(t.get_text() for t in ax.get_legend().get_texts())
+    labels = sorted(t.get_text() for t in lr.legends[0].get_texts())
     assert labels == ["optimizer=adam", "optimizer=sgd"]  # one line per optimizer
     assert len(ax.collections) >= 1  # × markers for the diverged lr=1e6
 
