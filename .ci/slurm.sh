@@ -10,6 +10,7 @@
 #  - all state under one temporary dir; a trap stops every daemon this script started.
 # It checks: each job ran as a SLURM array task (sacct) and left summary.json; a job cancelled
 # while running makes the sweep end with a clear error (not hang); nothing is left running.
+# GRADEXP_SLURM_BENCH=1 also times benchmarks/sweep_overhead.py's 24-job sweep on the cluster.
 set -euo pipefail
 
 inner() {
@@ -165,6 +166,10 @@ EOF
     check_jobs "$W/work/crash" 1 "COMPLETED CANCELLED"
     [ ! -e "$W/work/crash/1_"*/summary.json ] || fail "the killed job wrote a summary" /dev/null
     echo "slurm: all checks passed in ${SECONDS}s"
+    if [ -n "${GRADEXP_SLURM_BENCH:-}" ]; then  # the README's 24-job sweep, on this cluster
+        "$PY" "$ROOT/benchmarks/sweep_overhead.py" --launcher slurm --repeats 1 \
+            hydra.launcher.partition=debug hydra.launcher.cpus_per_task=1 hydra.launcher.mem_gb=1
+    fi
 }
 
 # Check sacct's states for the sweep's array tasks (in order) and count the summaries.

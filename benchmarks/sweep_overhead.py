@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ def sweep(launcher: str, extra: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--launcher", default="basic", help="basic | joblib | submitit_local")
+    parser.add_argument("--launcher", default="basic", help="basic, joblib, submitit_local…")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("extra", nargs="*", help="more overrides for every job")
     args = parser.parse_args()
@@ -58,8 +57,7 @@ def main() -> None:
         print(f"{r['jobs']} jobs: wall {r['wall']:.1f} s, in train() {r['train']:.1f} s, "
               f"in run.main {r['in_job']:.1f} s, outside train() "
               f"{100 * (1 - r['train'] / r['wall']):.1f}%")  # fmt: skip
-    mid = statistics.median(results, key=lambda r: r["wall"]) if False else sorted(
-        results, key=lambda r: r["wall"])[len(results) // 2]  # fmt: skip
+    mid = sorted(results, key=lambda r: r["wall"])[len(results) // 2]  # the median sweep
     print(
         f"median ({args.launcher}): wall {mid['wall']:.1f} s; outside the training steps "
         f"{100 * (1 - mid['train'] / mid['wall']):.1f}% of the wall time"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import metrics, run_experiment
 
-from gradexp import figures, report, runs
+from gradexp import figures, report, runs, sensitivity
 
 SEEDS = (0, 1, 2)
 GRID = [("sgd", 0.3), ("sgd", 0.03), ("adam", 0.01)]
@@ -126,7 +126,7 @@ def test_figures_axes_and_lines(sweep):
         assert fig.legends and len(fig.legends[0].get_texts()) == len(plotted)
     grad = figures.grad_norm_figure(configs)
     assert grad.axes[0].get_title() == "grad/norm" and len(grad.axes[0].get_lines()) == len(plotted)
-    lr = figures.lr_figure(configs)
+    lr = sensitivity.lr_figure(configs)
     ax = lr.axes[0]
     assert ax.get_xscale() == "log" and "learning rate" in ax.get_xlabel()
     labels = sorted(t.get_text() for t in lr.legends[0].get_texts())
