@@ -25,15 +25,13 @@ MAX_PANELS = 12
 
 
 def x_of(run: Run, steps: np.ndarray, x: str) -> np.ndarray:
-    """x for the given steps: epochs and examples are logged on logged steps only, so other
-    steps (an evaluation between them) are placed by linear interpolation over the step."""
+    """x for the given steps. Epoch, examples and a true time are logged on logged steps only
+    (a point logged between them, such as an evaluation, is stamped when it is written), so
+    other steps are placed by linear interpolation over the step."""
     if x == "step":
         return steps
     tag = X_TAGS.get(x, "time")
-    known = [(p["step"], p[tag]) for p in run.points if tag in p]
-    if x == "time":
-        lookup = dict(known)
-        return np.array([lookup.get(s, math.nan) for s in steps])
+    known = [(p["step"], p[tag]) for p in run.points if "train/epoch" in p and tag in p]
     s, v = zip(*([(0.0, 0.0), *known]))
     return np.interp(steps, s, v)
 
@@ -99,8 +97,13 @@ def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) ->
     """Panels of (tag, y label) against x, sharing the legend."""
     label, shared = labels(configs)
     colour = dict(zip((c.key for c in configs), colours(len(configs))))
-    fig = Figure(figsize=(5.2 * len(panels) + 3, 4.6), layout="constrained")
-    for ax, (tag, ylabel) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+    cols = min(3, len(panels))  # at most 3 panels a row: many tags wrap into a grid
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(5.2 * cols + 3, 4.2 * rows + 0.4), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in grid[len(panels) :]:
+        fig.delaxes(ax)
+    for ax, (tag, ylabel) in zip(grid, panels):
         if draw(ax, configs, tag, x, colour, label):
             scale(ax, "y")
             if x in ("step", "examples"):
