@@ -99,7 +99,7 @@ def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) ->
     colour = dict(zip((c.key for c in configs), colours(len(configs))))
     cols = min(3, len(panels))  # at most 3 panels a row: many tags wrap into a grid
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(5.2 * cols + 3, 4.2 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(max(5.2 * cols + 3, 10), 4.2 * rows + 0.4), layout="constrained")
     grid = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in grid[len(panels) :]:
         fig.delaxes(ax)
@@ -111,8 +111,9 @@ def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) ->
         ax.set(title=tag, xlabel=X_LABELS.get(x, x), ylabel=ylabel)
         ax.grid(alpha=0.3, which="both")
     seeds = max(len(c.runs) for c in configs)
-    band_note = f"; line: mean, band: min–max over {seeds} seeds" if seeds > 1 else ""
-    fig.suptitle(f"{title}{band_note}" + (f"\n{shared}" if shared else ""), fontsize=11)
+    notes = [f"line: mean, band: min–max over {seeds} seeds"] if seeds > 1 else []
+    notes += [f"all runs: {shared}"] if shared else []
+    fig.suptitle("\n".join([title, "; ".join(notes)]).strip(), fontsize=11)
     fig.legend(*legend(fig), loc="outside right upper", fontsize=7, title="configuration")
     return fig
 

@@ -45,7 +45,7 @@ def lr_figure(configs: list[Config], name: str = "eval_loss") -> Figure:
            title=f"Learning-rate sensitivity: final {name.replace('_', ' ')} "
                  "(mean ± std over seeds; × = diverged)")  # fmt: skip
     if shared:
-        fig.suptitle(shared, fontsize=9)
+        fig.suptitle(f"all runs: {shared}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     fig.legend(*legend(fig), loc="outside right upper", fontsize=7, title="setting")
     return fig
