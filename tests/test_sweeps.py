@@ -104,6 +104,7 @@ def test_optuna_in_memory(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2.10, SQLA 1.4
 def test_optuna_sqlite_resumes(tmp_path):
     """A stopped search started again with the same storage and study name continues the study:
     the second run adds trials to the first's, and its best is the best of all of them."""
