@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import sys
 from dataclasses import dataclass, field
@@ -115,8 +116,8 @@ def out_dir(paths: list[Path], found: list[Path]) -> Path:
     if len(paths) == 1 and not runs_io.is_run(paths[0]):
         return paths[0] / "report"
     parents = [p.resolve().parent for p in found]
-    common = Path(*[ps[0] for ps in zip(*(p.parts for p in parents)) if len(set(ps)) == 1])
-    return common / "report"
+    shared = itertools.takewhile(lambda ps: len(set(ps)) == 1, zip(*(p.parts for p in parents)))
+    return Path(*(ps[0] for ps in shared)) / "report"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,3 +156,13 @@ def test_pngs_written(sweep, capsys):
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = struct.unpack(">II", head[16:24])
         assert width > 600 and height > 400
+
+
+def test_run_dirs_given_one_by_one(sweep, capsys):
+    """Run dirs instead of a sweep dir: the report goes beside them, in their common parent."""
+    two = sorted(d for d in sweep.iterdir() if d.name.startswith(("0_", "1_")))
+    (sweep / "report" / "report.csv").unlink(missing_ok=True)
+    assert report.main([str(d) for d in two] + ["--no-figures"]) == 0
+    assert "2 runs in 1 configurations" in capsys.readouterr().out
+    rows = list(csv.DictReader((sweep / "report" / "report.csv").open()))
+    assert [int(rows[0]["runs"])] == [2]
