@@ -190,7 +190,8 @@ check_jobs() {
 }
 
 job_id() {  # the array job's id, from submitit's folder names (<jobid>_<task>)
-    find "$1/.submitit" -mindepth 1 -maxdepth 1 -name '*_*' -printf '%f\n' | head -1 | cut -d_ -f1
+    find "$1/.submitit" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*_[0-9]*' -printf '%f\n' |
+        head -1 | cut -d_ -f1
 }
 
 wait_for() {
