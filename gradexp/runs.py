@@ -1,0 +1,123 @@
+"""Finished runs read back from disk: summary.json, metrics.jsonl and the composed config."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SKIP_DIRS = {".hydra", ".submitit", "report"}  # never hold runs of their own
+
+
+@dataclass
+class Run:
+    """One run's record: what it was asked to do, how it ended, and its logged series."""
+
+    path: Path
+    summary: dict
+    config: dict  # the composed config (.hydra/config.yaml) as plain data; {} if absent
+    points: list[dict] = field(default_factory=list)  # per-step points, one per logged step
+    epochs: list[dict] = field(default_factory=list)  # per-epoch points
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self.summary.get("overrides", []))
+
+    @property
+    def key(self) -> str:
+        """The configuration: the run's overrides minus the seed, so seeds of one setting group."""
+        return ",".join(o for o in self.overrides if o.lstrip("+~").partition("=")[0] != "seed")
+
+    @property
+    def status(self) -> str:
+        status = self.summary.get("status", "failed")
+        return status if status in ("ok", "diverged") else "failed"
+
+    @property
+    def optimizer(self) -> str:
+        return str(self.summary.get("choices", {}).get("optimizer", "?"))
+
+    @property
+    def lr(self) -> float:
+        lr = self.config.get("optimizer", {}).get("lr")
+        for item in self.overrides:  # a run without its .hydra dir still names its lr override
+            key, _, value = item.lstrip("+").partition("=")
+            if key == "optimizer.lr" and lr is None:
+                lr = value
+        return to_float(lr)
+
+
+def to_float(value) -> float:
+    """Numbers as floats; the strings 'nan' and 'inf' that JSON logs use, too; else nan."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def find(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Run directories under the given sweep or run directories, and what was not a run."""
+    found, problems = [], []
+    for path in paths:
+        if not path.is_dir():
+            problems.append(f"{path}: not a directory")
+        elif is_run(path):
+            found.append(path)
+        else:
+            runs = sorted(
+                (d for d in path.rglob("*") if d.is_dir() and is_run(d) and not hidden(d, path)),
+                key=job_order,
+            )
+            found += runs
+            if not runs:
+                problems.append(f"{path}: no runs (no .hydra/ or summary.json below it)")
+    return list(dict.fromkeys(found)), problems
+
+
+def is_run(path: Path) -> bool:
+    return (path / "summary.json").is_file() or (path / ".hydra").is_dir()
+
+
+def hidden(path: Path, root: Path) -> bool:
+    return any(part in SKIP_DIRS for part in path.relative_to(root).parts)
+
+
+def job_order(path: Path) -> tuple:
+    # Sweep jobs are named <num>_<overrides>: order by number, not as text (10 after 9).
+    head = path.name.split("_")[0]
+    return (str(path.parent), int(head) if head.isdigit() else math.inf, path.name)
+
+
+def load(path: Path) -> Run | None:
+    """A run that has written its summary; None while it is still running (or if it died)."""
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    config_file = path / ".hydra" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    run = Run(path, summary, config or {})
+    run.points, run.epochs = read_metrics(path / "metrics.jsonl")
+    return run
+
+
+def read_metrics(file: Path) -> tuple[list[dict], list[dict]]:
+    """metrics.jsonl as floats; lines of one step are merged (the final interval's mean is
+    written apart from that step's snapshot); per-epoch lines are kept apart."""
+    by_step: dict[int, dict] = {}
+    epochs = []
+    if not file.is_file():
+        return [], []
+    for line in file.read_text().splitlines():
+        try:
+            record = {k: to_float(v) for k, v in json.loads(line).items()}
+        except ValueError:  # a line cut short by a run still writing it
+            continue
+        if "epoch" in record:
+            epochs.append(record)
+        else:
+            by_step.setdefault(int(record["step"]), {}).update(record)
+    return [by_step[s] for s in sorted(by_step)], epochs

@@ -1,0 +1,1 @@
+"""gradexp's sweeper, a Hydra plugin (plugins must live in the hydra_plugins namespace)."""

@@ -1,0 +1,155 @@
+"""Every launcher and sweeper runs a small sweep (SLURM: .ci/slurm.sh, which needs root)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import cli, make_cfg
+
+from gradexp import report
+
+TINY = ("data=iris", "batch=full", "epochs=3", "progress=false")
+
+
+def jobs(sweep: Path) -> dict[str, dict]:
+    """{job dir name: summary} for every job that wrote one."""
+    return {f.parent.name: json.loads(f.read_text()) for f in sweep.glob("*/summary.json")}
+
+
+def composed(job: Path) -> dict:
+    return yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_basic_launcher_seeds_and_report(tmp_path, capsys):
+    """seed=range(3) × 2 optimizers in one process; each job gets its own composed config (the
+    sweeper hands each job the config it composed while checking the batch); the report then
+    aggregates the seeds into one row per optimizer."""
+    sweep = tmp_path / "sweep"
+    r = cli("-m", "seed=range(3)", "optimizer=sgd,adam", *TINY, f"hydra.sweep.dir={sweep}",
+            cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    found = jobs(sweep)
+    assert len(found) == 6 and all(s["status"] == "ok" for s in found.values())
+    for name in found:
+        cfg, overrides = composed(sweep / name), found[name]["overrides"]
+        assert f"seed={cfg['seed']}" in overrides
+        assert cfg["optimizer"]["_target_"].endswith("Adam" if "optimizer=adam" in overrides
+                                                      else "SGD")  # fmt: skip
+    runs = {
+        json.dumps(json.loads((sweep / n / "summary.json").read_text())["final"]) for n in found
+    }
+    assert len(runs) == 6  # six different runs, not one config six times
+    assert report.main([str(sweep)]) == 0
+    assert "6 runs in 2 configurations" in capsys.readouterr().out
+    assert (sweep / "report" / "report.csv").is_file()
+    assert (sweep / "report" / "lr_sensitivity.png").is_file()
+
+
+@pytest.mark.slow
+def test_joblib_launcher(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam", *TINY,
+            f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Joblib.Parallel(n_jobs=2" in r.stderr + r.stdout
+    found = jobs(sweep)
+    assert len(found) == 2 and all(s["status"] == "ok" for s in found.values())
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+            "optimizer=sgd,adam", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(jobs(sweep)) == 2
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # ran as submitit jobs
+
+
+def test_slurm_preset_composes():
+    cfg, _ = make_cfg("hydra/launcher=slurm", "hydra.launcher.partition=gpu")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.mem_gb, launcher.cpus_per_task) == ("gpu", 4, 2)
+    assert launcher.submitit_folder.endswith(".submitit/%j")
+
+
+def optuna_sweep(tmp_path: Path, name: str, *extra: str):
+    sweep = tmp_path / name
+    r = cli("-m", "+hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY,
+            f"hydra.sweep.dir={sweep}", *extra, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    return sweep, results
+
+
+@pytest.mark.slow
+def test_optuna_in_memory(tmp_path):
+    """TPE over lr and optimizer; the best value it reports is the lowest final eval loss."""
+    sweep, results = optuna_sweep(tmp_path, "search")
+    found = jobs(sweep)
+    assert len(found) == 3
+    objectives = [s["objective"] for s in found.values()]
+    assert results["best_value"] == pytest.approx(min(objectives))
+    assert set(results["best_params"]) == {"optimizer.lr", "optimizer"}
+    for name, s in found.items():
+        lr = composed(sweep / name)["optimizer"]["lr"]
+        assert 1e-4 <= lr <= 1.0
+        assert s["objective"] == s["final"]["eval/loss"] or not math.isfinite(s["objective"])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2.10, SQLA 1.4
+def test_optuna_sqlite_resumes(tmp_path):
+    """A stopped search started again with the same storage and study name continues the study:
+    the second run adds trials to the first's, and its best is the best of all of them."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    extra = (f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=resume",
+             "hydra.sweeper.n_trials=2")  # fmt: skip
+    first, _ = optuna_sweep(tmp_path, "first", *extra)
+    second, results = optuna_sweep(tmp_path, "second", *extra)
+    study = optuna.load_study(study_name="resume", storage=storage)
+    assert len(study.trials) == 4
+    objectives = [s["objective"] for d in (first, second) for s in jobs(d).values()]
+    assert sorted(t.value for t in study.trials) == pytest.approx(sorted(objectives))
+    assert results["best_value"] == pytest.approx(min(objectives))
+
+
+def test_sweeper_composes_each_job_once():
+    """The checked configs are handed to the launcher, each once, and only for its overrides."""
+    from hydra_plugins.gradexp_sweeper.gradexp_sweeper import ComposedOnce
+
+    class Loader:  # counts compositions; returns a fresh object per call
+        calls = 0
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            Loader.calls += 1
+            return {"overrides": list(sweep_overrides)}
+
+    master = object()
+    loader = ComposedOnce(Loader())
+    batch = [["optimizer=sgd"], ["optimizer=adam"]]
+    for overrides in batch:
+        loader.keep(master, overrides)
+    got = [loader.load_sweep_config(master, list(o)) for o in batch]
+    assert Loader.calls == 2 and [g["overrides"] for g in got] == batch
+    assert loader.load_sweep_config(master, ["optimizer=sgd"]) is not got[0]  # used once only
+    assert Loader.calls == 3
+
+
+def test_main_installs_the_sweeper():
+    from hydra.core.plugins import Plugins
+
+    from gradexp.__main__ import _use_gradexp_sweeper
+    from hydra_plugins.gradexp_sweeper.gradexp_sweeper import GradexpSweeper
+
+    _use_gradexp_sweeper()
+    registry = Plugins.instance().class_name_to_class
+    assert registry["hydra._internal.core_plugins.basic_sweeper.BasicSweeper"] is GradexpSweeper
