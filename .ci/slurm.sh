@@ -141,9 +141,10 @@ EOF
     grep -q "4 runs in 2 configurations" "$W/log/report.log" ||
         fail "report did not aggregate 4 runs into 2 configurations" "$W/log/report.log"
 
-    # 2. A job killed while it runs (scancel: SIGTERM, then SIGKILL after KillWait), leaving no
-    #    result, like a node failure or the OOM killer. The sweep must stop with an error naming
-    #    it, not wait forever; the other job's results must be there.
+    # 2. A job cancelled while it runs (scancel: SIGTERM, then SIGKILL after KillWait). The job
+    #    leaves no result for submitit, like a node failure; gradexp's SIGTERM handler still
+    #    flushes its logs, checkpoints and records status "interrupted". The sweep must stop with
+    #    an error naming the job, not wait forever; the other job's results must be there.
     t0=$SECONDS
     timeout 600 "$PY" -m gradexp -m "${slurm[@]}" optimizer=sgd batch=stochastic epochs=1,500 \
         hydra.sweep.dir="$W/work/crash" >"$W/log/sweep-crash.log" 2>&1 &
@@ -163,8 +164,11 @@ EOF
     [ $rc != 0 ] && [ $rc != 124 ] || fail "expected a failing exit status, got $rc" "$W/log/sweep-crash.log"
     grep -q "has not produced any output (state: CANCELLED" "$W/log/sweep-crash.log" ||
         fail "no clear error about the killed job" "$W/log/sweep-crash.log"
-    check_jobs "$W/work/crash" 1 "COMPLETED CANCELLED"
-    [ ! -e "$W/work/crash/1_"*/summary.json ] || fail "the killed job wrote a summary" /dev/null
+    check_jobs "$W/work/crash" 2 "COMPLETED CANCELLED"
+    grep -q '"status": "interrupted"' "$W/work/crash/1_"*/summary.json ||
+        fail "the cancelled job did not record that it was interrupted" /dev/null
+    ls "$W/work/crash/1_"*/checkpoints/step-*.pt >/dev/null ||
+        fail "the cancelled job left no checkpoint to resume from" /dev/null
     echo "slurm: all checks passed in ${SECONDS}s"
     if [ -n "${GRADEXP_SLURM_BENCH:-}" ]; then  # the README's 24-job sweep, on this cluster
         "$PY" "$ROOT/benchmarks/sweep_overhead.py" --launcher slurm --repeats 1 \
