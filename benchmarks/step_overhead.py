@@ -139,6 +139,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here; use --device cpu")
     x, y, sizes = load(args.mnist, device)
     print(
         f"model {'-'.join(map(str, sizes))}, {len(x)} samples, {device}, "
@@ -146,7 +148,7 @@ def main() -> None:
     )
     print(
         f"{'mode':<11}{'steps':>7}{'hand ms/step':>14}{'gradexp ms/step':>17}"
-        f"{'wall ratio':>12}{'cpu ratio':>11}"
+        f"{'wall ratio':>12}{'cpu ratio':>11}{'vs bare':>12}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:
