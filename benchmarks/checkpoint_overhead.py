@@ -42,22 +42,26 @@ def setup(run_dir: Path, size: int | None):
     return model, optimizer, batches, history, logger
 
 
+def checkpointer(run_dir, every, model, optimizer, batches, history, logger) -> Checkpointer:
+    return Checkpointer(
+        run_dir,
+        every,
+        model=model,
+        optimizer=optimizer,
+        scheduler=None,
+        batches=batches,
+        history=history,
+        logger=logger,
+        config={},
+    )
+
+
 def once(every: int, steps: int, size: int | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         model, optimizer, batches, history, logger = setup(Path(tmp), size)
-        saver = None
-        if every:
-            saver = Checkpointer(
-                tmp,
-                every,
-                model=model,
-                optimizer=optimizer,
-                scheduler=None,
-                batches=batches,
-                history=history,
-                logger=logger,
-                config={},
-            )
+        saver = (
+            checkpointer(tmp, every, model, optimizer, batches, history, logger) if every else None
+        )
         start = time.perf_counter()
         with StopSignals() as interrupt:
             train(model, torch.nn.CrossEntropyLoss(), optimizer, None, batches, history,
@@ -71,17 +75,7 @@ def once(every: int, steps: int, size: int | None) -> float:
 def save_load_cost() -> tuple[int, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         model, optimizer, batches, history, logger = setup(Path(tmp), 64)
-        saver = Checkpointer(
-            tmp,
-            1,
-            model=model,
-            optimizer=optimizer,
-            scheduler=None,
-            batches=batches,
-            history=history,
-            logger=logger,
-            config={},
-        )
+        saver = checkpointer(tmp, 1, model, optimizer, batches, history, logger)
         saves, loads = [], []
         for step in range(1, 21):
             t = time.perf_counter()

@@ -74,3 +74,23 @@ def finite(x: float) -> bool:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory) -> Path:
+    """A real 4-job CLI sweep for the dashboard tests, made once per session."""
+    import tbkit
+
+    return tbkit.sweep(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def board(sweep):
+    """gradexp.board serving that sweep on a free port of 127.0.0.1, stopped at the end."""
+    import tbkit
+
+    from gradexp.board import Board
+
+    with Board([sweep]) as b:
+        tbkit.wait_for_runs(b.url, 4)
+        yield b

@@ -10,21 +10,7 @@ import tbkit
 import yaml
 from conftest import metrics
 
-from gradexp.board import Board
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    return tbkit.sweep(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def board(sweep):
-    with Board([sweep]) as b:
-        tbkit.wait_for_runs(b.url, 4)
-        yield b
 
 
 def test_runs_are_the_sweep_jobs_and_nothing_else(board, sweep):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import tbkit
 
-from gradexp.board import PINNED, Board, pages
+from gradexp.board import PINNED, pages
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,18 +36,6 @@ ALL_DRAWN = """([view, runs]) => {
         card.querySelectorAll('tb-data-table-content-row').length === runs);
 }"""
 FILTERED, PINNED_VIEW = "metrics-filtered-view-component", "metrics-pinned-view-component"
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    return tbkit.sweep(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def board(sweep):
-    with Board([sweep]) as b:
-        tbkit.wait_for_runs(b.url, 4)
-        yield b
 
 
 @pytest.fixture(scope="module")
