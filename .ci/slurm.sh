@@ -156,7 +156,15 @@ EOF
         sleep 0.2
     done
     [ -n "$job" ] || fail "array task 1 never started" "$W/log/sweep-crash.log"
-    sleep 3  # let it get into training
+    # Cancel once gradexp runs (its metrics.jsonl exists: the SIGTERM handler is installed); a
+    # fixed sleep raced with start-up under load, when the job still died while importing torch.
+    for _ in $(seq 600); do
+        compgen -G "$W/work/crash/1_*/metrics.jsonl" >/dev/null && break
+        sleep 0.2
+    done
+    compgen -G "$W/work/crash/1_*/metrics.jsonl" >/dev/null ||
+        fail "array task 1 never started training" "$W/log/sweep-crash.log"
+    sleep 1
     scancel "$job"
     local rc=0
     wait $sweep || rc=$?
