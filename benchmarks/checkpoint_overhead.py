@@ -20,12 +20,12 @@ import torch
 
 from gradexp import data as datasets
 from gradexp.batches import Batches
-from gradexp.checkpoint import Checkpointer, Position, checkpoints, load_latest
-from gradexp.history import History
-from gradexp.logger import Logger
+from gradexp.durable.checkpoint import Checkpointer, Position, checkpoints, load_latest
+from gradexp.durable.signals import StopSignals
 from gradexp.models import MLP
-from gradexp.signals import StopSignals
-from gradexp.train import train
+from gradexp.record.history import History
+from gradexp.record.logger import Logger
+from gradexp.train import Plan, train
 
 
 def setup(run_dir: Path, size: int | None):
@@ -64,9 +64,9 @@ def once(every: int, steps: int, size: int | None) -> float:
         )
         start = time.perf_counter()
         with StopSignals() as interrupt:
-            train(model, torch.nn.CrossEntropyLoss(), optimizer, None, batches, history,
-                  epochs=10**6, max_steps=steps, log_every=10, eval_every=None, evaluate=None,
-                  flush_secs=2.0, checkpoint=saver, interrupt=interrupt)  # fmt: skip
+            plan = Plan(epochs=10**6, max_steps=steps, log_every=10, flush_secs=2.0)
+            train(model, torch.nn.CrossEntropyLoss(), optimizer, None, batches, history, plan,
+                  checkpoint=saver, interrupt=interrupt)  # fmt: skip
         elapsed = time.perf_counter() - start
         logger.close()
         return elapsed

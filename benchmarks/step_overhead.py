@@ -27,10 +27,10 @@ from torch import nn
 
 from gradexp import data as datasets
 from gradexp.batches import Batches
-from gradexp.history import History
-from gradexp.logger import Logger
 from gradexp.models import MLP
-from gradexp.train import train
+from gradexp.record.history import History
+from gradexp.record.logger import Logger
+from gradexp.train import Plan, train
 
 MODES = {"minibatch": (64, 300), "full": (None, 60), "stochastic": (1, 3000)}  # size, steps
 
@@ -95,20 +95,8 @@ def harness(x, y, sizes, size, steps, device, out: Path) -> float:
     history = History(logger, columns, log_every=10)
     sync(device)
     clock = Clock()
-    train(
-        model,
-        nn.CrossEntropyLoss(),
-        opt,
-        None,
-        batches,
-        history,
-        epochs=10**9,
-        max_steps=steps,
-        log_every=10,
-        eval_every=None,
-        evaluate=None,
-        flush_secs=2.0,
-    )
+    plan = Plan(epochs=10**9, max_steps=steps, log_every=10, flush_secs=2.0)
+    train(model, nn.CrossEntropyLoss(), opt, None, batches, history, plan)
     sync(device)
     elapsed = clock.stop()
     logger.close()

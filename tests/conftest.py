@@ -89,7 +89,7 @@ def board(sweep):
     """gradexp.board serving that sweep on a free port of 127.0.0.1, stopped at the end."""
     import tbkit
 
-    from gradexp.board import Board
+    from gradexp.study.board import Board
 
     with Board([sweep]) as b:
         tbkit.wait_for_runs(b.url, 4)

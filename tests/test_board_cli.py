@@ -12,8 +12,8 @@ import pytest
 import tbkit
 from conftest import ROOT
 
-from gradexp.board import Board, logdir, names
-from gradexp.logger import Logger
+from gradexp.record.logger import Logger
+from gradexp.study.board import Board, logdir, names
 
 
 def test_names_are_the_shortest_suffixes_that_differ(tmp_path):

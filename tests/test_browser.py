@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import tbkit
 
-from gradexp.board import PINNED, pages
+from gradexp.study.board import PINNED, pages
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

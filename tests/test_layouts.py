@@ -12,7 +12,7 @@ from tensorboard.plugins.custom_scalar import metadata as cs_metadata
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from gradexp import layouts
+from gradexp.record import layouts
 
 PROBES = ["curvature/sharpness", "curvature/threshold", "noise/scale", "noise/snr",
           "gradcheck/max_rel_error", "taylor/actual", "taylor/first_order",

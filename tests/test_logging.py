@@ -10,15 +10,16 @@ from conftest import make_cfg, metrics, run_experiment, scalars, series
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gradexp import run as runner
+from gradexp import experiment
+from gradexp import knobs as knob_checks
 
 
 def initial_model_and_batch(*overrides):
     """The model and full training batch a run starts from, rebuilt the way run.py builds them."""
     cfg, _ = make_cfg(*overrides)
-    knobs = runner.check_knobs(cfg)
+    knobs = knob_checks.check_knobs(cfg)
     torch.manual_seed(cfg.seed)
-    data = runner.load_data(cfg, knobs)
+    data = experiment.load_data(cfg, knobs)
     model = instantiate(cfg.model)(data.in_features, data.out_features).to(knobs.dtype)
     return model, data
 

@@ -80,7 +80,7 @@ def test_a_healthy_run_has_no_warning(run_dir):
 
 
 def test_warning_does_not_depend_on_how_steps_are_flushed():
-    from gradexp.watch import GrowthWatch
+    from gradexp.record.watch import GrowthWatch
 
     rng = np.random.default_rng(0)
     norms = np.exp(rng.normal(0, 1, 300)) * np.r_[np.ones(150), 1.1 ** np.arange(150)]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import metrics, run_experiment
 
-from gradexp import figures, report, runs, sensitivity
+from gradexp.study import figures, report, runs, sensitivity
 
 SEEDS = (0, 1, 2)
 GRID = [("sgd", 0.3), ("sgd", 0.03), ("adam", 0.01)]

@@ -13,7 +13,7 @@ import torch
 from conftest import metrics, run_experiment, scalars
 
 import gradexp.train
-from gradexp.checkpoint import checkpoints
+from gradexp.durable.checkpoint import checkpoints
 
 TINY = ["data=iris", "model.hidden=[8]", "epochs=4", "log_every=3", "checkpoint_every=5"]
 # iris has 120 training rows; each mode with the number of updates its run makes.

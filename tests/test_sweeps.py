@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import cli, make_cfg
+from omegaconf import OmegaConf
 
-from gradexp import report
+from gradexp.study import report
 
 TINY = ("data=iris", "batch=full", "epochs=3", "progress=false")
 
@@ -122,34 +123,43 @@ def test_optuna_sqlite_resumes(tmp_path):
     assert results["best_value"] == pytest.approx(min(objectives))
 
 
-def test_sweeper_composes_each_job_once():
-    """The checked configs are handed to the launcher, each once, and only for its overrides."""
-    from hydra_plugins.gradexp_sweeper.gradexp_sweeper import ComposedOnce
+def test_launcher_composes_each_job_once():
+    """Hydra's own check of a batch (Sweeper.validate_batch_is_legal) composes through the
+    launcher's loader, which hands each checked config to the launch: one composition per job."""
+    from types import SimpleNamespace
 
-    class Loader:  # counts compositions; returns a fresh object per call
+    from hydra.plugins.sweeper import Sweeper
+
+    from hydra_plugins.gradexp_launchers.inprocess import ComposedOnce, compose_job
+
+    class Loader:  # counts compositions; returns a fresh config per call
         calls = 0
 
         def load_sweep_config(self, master_config, sweep_overrides):
             Loader.calls += 1
-            return {"overrides": list(sweep_overrides)}
+            return OmegaConf.create({"hydra": {"job": {}}, "overrides": list(sweep_overrides)})
 
-    master = object()
-    loader = ComposedOnce(Loader())
+    master = OmegaConf.create({})
+    context = SimpleNamespace(config_loader=ComposedOnce(Loader(), keep=256))
     batch = [["optimizer=sgd"], ["optimizer=adam"]]
-    for overrides in batch:
-        loader.keep(master, overrides)
-    got = [loader.load_sweep_config(master, list(o)) for o in batch]
-    assert Loader.calls == 2 and [g["overrides"] for g in got] == batch
-    assert loader.load_sweep_config(master, ["optimizer=sgd"]) is not got[0]  # used once only
+    Sweeper.validate_batch_is_legal(SimpleNamespace(hydra_context=context, config=master), batch)
+    got = [compose_job(context, master, o, i) for i, o in enumerate(batch)]
+    assert Loader.calls == 2
+    assert [list(g.overrides) for g in got] == batch and [g.hydra.job.num for g in got] == [0, 1]
+    assert compose_job(context, master, ["optimizer=sgd"], 2) is not got[0]  # taken once only
     assert Loader.calls == 3
+    context.config_loader = ComposedOnce(Loader(), keep=1)  # beyond `keep`: composed again
+    Sweeper.validate_batch_is_legal(SimpleNamespace(hydra_context=context, config=master), batch)
+    [compose_job(context, master, o, i) for i, o in enumerate(batch)]
+    assert Loader.calls == 3 + 3
 
 
-def test_main_installs_the_sweeper():
+def test_the_launcher_is_found_by_hydras_plugin_scan_and_is_the_default():
     from hydra.core.plugins import Plugins
 
-    from gradexp.__main__ import _use_gradexp_sweeper
-    from hydra_plugins.gradexp_sweeper.gradexp_sweeper import GradexpSweeper
+    from hydra_plugins.gradexp_launchers.inprocess import InProcessLauncher
 
-    _use_gradexp_sweeper()
-    registry = Plugins.instance().class_name_to_class
-    assert registry["hydra._internal.core_plugins.basic_sweeper.BasicSweeper"] is GradexpSweeper
+    name = "hydra_plugins.gradexp_launchers.inprocess.InProcessLauncher"
+    assert Plugins.instance().class_name_to_class[name] is InProcessLauncher
+    cfg, _ = make_cfg()
+    assert cfg.hydra.launcher._target_ == name

@@ -7,8 +7,8 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from gradexp.figures import colours, labels, legend, scale
-from gradexp.report import Config
+from gradexp.study.configs import Config
+from gradexp.study.plot import colours, labels, legend, scale
 
 
 def lr_figure(configs: list[Config], name: str = "eval_loss") -> Figure:

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from gradexp.checkpoint import FOLDER, checkpoints, config_change, load_latest
+from gradexp.durable.checkpoint import FOLDER, checkpoints, config_change, load_latest
 from gradexp.errors import ConfigError
 
 log = logging.getLogger("gradexp")

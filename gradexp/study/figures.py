@@ -7,11 +7,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from gradexp.report import Config
-from gradexp.runs import Run
+from gradexp.study.configs import Config
+from gradexp.study.plot import colours, labels, legend, scale
+from gradexp.study.runs import Run
+from gradexp.study.sensitivity import lr_figure
 
 X_LABELS = {
     "step": "optimizer step",
@@ -54,21 +55,6 @@ def band(config: Config, tag: str, x: str = "step"):
     return xs, mean, np.array([y.min() for y in ys]), np.array([y.max() for y in ys])
 
 
-def labels(configs: list[Config]) -> tuple[dict[str, str], str]:
-    """Legend labels show what differs between configurations; what all share goes in a title."""
-    items = [c.key.split(",") if c.key else [] for c in configs]
-    common = set.intersection(*(set(i) for i in items)) if items else set()
-    names = {c.key: " ".join(o for o in i if o not in common) or "defaults"
-             for c, i in zip(configs, items)}  # fmt: skip
-    shared = " ".join(o for o in items[0] if o in common) if items else ""
-    return names, shared
-
-
-def colours(n: int) -> list:
-    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"]
-    return [cmap(i if n <= 20 else i / max(1, n - 1)) for i in range(n)]
-
-
 def draw(ax, configs: list[Config], tag: str, x: str, colour, label) -> bool:
     """One line per configuration (a marker when it has one point) and its seed band."""
     drawn = False
@@ -82,15 +68,6 @@ def draw(ax, configs: list[Config], tag: str, x: str, colour, label) -> bool:
             ax.fill_between(xs, low, high, color=colour[c.key], alpha=0.2, lw=0)
         drawn = True
     return drawn
-
-
-def scale(ax, axis: str) -> None:
-    """Log scale for positive data spanning more than a decade and a half; linear otherwise."""
-    data = [line.get_ydata() if axis == "y" else line.get_xdata() for line in ax.get_lines()]
-    v = np.concatenate([np.asarray(d, float) for d in data]) if data else np.array([])
-    v = v[np.isfinite(v)]
-    if len(v) and v.min() > 0 and v.max() / v.min() > 30:
-        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
 def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) -> Figure:
@@ -116,14 +93,6 @@ def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) ->
     fig.suptitle("\n".join([title, "; ".join(notes)]).strip(), fontsize=11)
     fig.legend(*legend(fig), loc="outside right upper", fontsize=7, title="configuration")
     return fig
-
-
-def legend(fig: Figure):
-    seen = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    return list(seen.values()), list(seen)
 
 
 def loss_figure(configs: list[Config], x: str = "step") -> Figure:
@@ -156,8 +125,6 @@ def group_figure(configs: list[Config], group: str, tags: list[str]) -> Figure:
 
 def write_all(configs: list[Config], out: Path) -> list[Path]:
     """Every figure as a PNG in `out`; returns the files written."""
-    from gradexp.sensitivity import lr_figure
-
     figs = {f"loss_vs_{x}": loss_figure(configs, x) for x in X_LABELS}
     figs["grad_norm"] = grad_norm_figure(configs)
     name = "eval_loss" if any(np.isfinite(c.values("eval_loss")).any() for c in configs) else None

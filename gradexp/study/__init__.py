@@ -1,0 +1,1 @@
+"""Finished runs read back from disk: sweep table, report, figures, dashboard. No torch here."""

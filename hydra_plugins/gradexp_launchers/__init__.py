@@ -1,0 +1,1 @@
+"""gradexp's Hydra launchers (plugins must live in the hydra_plugins namespace package)."""

@@ -1,1 +1,0 @@
-"""gradexp's sweeper, a Hydra plugin (plugins must live in the hydra_plugins namespace)."""
