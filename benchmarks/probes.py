@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from gradexp import CONF_DIR, run
+from gradexp import CONF_DIR, VERSION_BASE, run
 
 VARIANTS = {
     "plain": [],
@@ -46,7 +46,7 @@ VARIANTS = {
 
 def train_seconds(overrides: list[str], steps: int) -> float:
     """Seconds of training (history's clock: the loop, probes and logging, not the set-up)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), **VERSION_BASE):
         cfg = compose("config", [*overrides, f"max_steps={steps}", "progress=false"],
                       return_hydra_config=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,27 @@
 """gradexp: an experiment harness for studying gradients and gradient descent."""
 
+import os
+from importlib.metadata import version
 from pathlib import Path
 
 __version__ = "0.1.0"
+# Hydra 1.3 needs version_base="1.3" (else 1.1's behaviour: chdir, warnings); 1.4 deprecates the
+# parameter and warns when it is given. Passed to @hydra.main and to hydra.initialize_*().
+HYDRA = tuple(int(part) for part in version("hydra-core").split(".")[:2])
+VERSION_BASE = {"version_base": "1.3"} if HYDRA < (1, 4) else {}
+
+
+def trusted_targets() -> list[str]:
+    """The `_target_` prefixes gradexp instantiates from configs: its own, torch's optimizers
+    and schedulers, and the packages named in GRADEXP_TRUSTED_TARGETS (comma-separated, e.g.
+    mypackage.*). Hydra 1.4 refuses any other target (1.3 has no such check)."""
+    extra = [t.strip() for t in os.environ.get("GRADEXP_TRUSTED_TARGETS", "").split(",")]
+    return ["gradexp.*", "torch.optim.*", *filter(None, extra)]
+
+
+def hydra_main_args() -> dict:
+    """@hydra.main's keyword arguments for the Hydra that is installed."""
+    return VERSION_BASE | ({"execution_whitelist": trusted_targets()} if HYDRA >= (1, 4) else {})
 
 
 def _conf_dir() -> Path:

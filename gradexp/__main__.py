@@ -8,10 +8,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gradexp import CONF_DIR
+from gradexp import CONF_DIR, hydra_main_args
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", **hydra_main_args())
 def main(cfg: DictConfig) -> float:
     from gradexp import run  # imports torch: not needed for --help or --cfg
 

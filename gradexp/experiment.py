@@ -12,6 +12,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from gradexp import HYDRA, trusted_targets
 from gradexp import data as datasets
 from gradexp.batches import Batches
 from gradexp.errors import ConfigError
@@ -24,6 +25,8 @@ from gradexp.record.watch import GrowthWatch
 from gradexp.train import Outcome, Plan, evaluate, train
 
 SPLIT_KEYS = ("eval_fraction", "standardize", "split_seed")
+# Hydra 1.4 asks trusted code for the targets a config may instantiate (1.3 takes no such key).
+WHITELIST = {"_execution_whitelist_": trusted_targets()} if HYDRA >= (1, 4) else {}
 
 
 @dataclass
@@ -112,7 +115,7 @@ def make(group: str, node: DictConfig, *args, **kwargs):
     """instantiate(), then call a `_partial_` with the runtime arguments (sizes, parameters);
     errors name the config group rather than a Python call."""
     try:
-        made = instantiate(node)
+        made = instantiate(node, **WHITELIST)
         return made(*args, **kwargs) if node.get("_partial_") else made
     except InstantiationException as e:
         cause = e.__cause__

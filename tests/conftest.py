@@ -13,14 +13,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gradexp import CONF_DIR
+from gradexp import CONF_DIR, VERSION_BASE
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_cfg(*overrides: str):
     """The config `python -m gradexp OVERRIDES` would run, through the real composition."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), **VERSION_BASE):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra/")}
     return cfg, choices
