@@ -16,9 +16,7 @@ from gradexp import HYDRA, trusted_targets
 from gradexp import data as datasets
 from gradexp.batches import Batches
 from gradexp.errors import ConfigError
-from gradexp.function import ObjectiveLoss, objective_data
 from gradexp.knobs import Knobs, check_knobs, plain
-from gradexp.probes.function import FunctionGradients
 from gradexp.record.history import History
 from gradexp.record.stops import Rules
 from gradexp.record.watch import GrowthWatch
@@ -79,8 +77,12 @@ def build(cfg: DictConfig, choices: dict) -> Experiment:
     torch.manual_seed(cfg.seed)
     # model=function is its own objective: no data set, no loss, one dummy sample per step.
     is_function = is_objective(cfg.model)
-    data = objective_data(knobs.device, knobs.dtype) if is_function else load_data(cfg, knobs)
-    loss_fn = ObjectiveLoss() if is_function else make("loss", cfg.loss)
+    if is_function:  # SymPy (0.35 s to import) only for the runs that need it
+        from gradexp.function import ObjectiveLoss, objective_data
+
+        data, loss_fn = objective_data(knobs.device, knobs.dtype), ObjectiveLoss()
+    else:
+        data, loss_fn = load_data(cfg, knobs), make("loss", cfg.loss)
     if data.task not in loss_fn.tasks:
         raise ConfigError(
             "loss", choices.get("loss", type(loss_fn).__name__),
@@ -167,8 +169,11 @@ def build_probes(cfg: DictConfig, knobs: Knobs, batches: Batches, is_function: b
         make(f"probes.{name}", node, data=(batches.x, batches.y), l2=knobs.l2)
         for name, node in (cfg.get("probes") or {}).items()
     ]
-    if is_function and not any(isinstance(p, FunctionGradients) for p in probes):
-        probes.insert(0, FunctionGradients(l2=knobs.l2))
+    if is_function:
+        from gradexp.probes.function import FunctionGradients
+
+        if not any(isinstance(p, FunctionGradients) for p in probes):
+            probes.insert(0, FunctionGradients(l2=knobs.l2))
     return probes
 
 

@@ -67,6 +67,12 @@ def check_knobs(cfg: DictConfig) -> Knobs:
     )
 
 
+def threads(cfg: DictConfig) -> int:
+    """The `threads` knob, checked first: it applies before anything is built."""
+    return check_number("threads", cfg.get("threads", 1), low=0, high=1024, integer=True,
+                        strict=False)  # fmt: skip
+
+
 def plain(cfg: DictConfig) -> dict:
     """The run's config as plain Python values, without the hydra node."""
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),

@@ -19,8 +19,10 @@ from gradexp.durable.outdir import writable
 from gradexp.durable.signals import StopSignals
 from gradexp.errors import ConfigError
 from gradexp.experiment import Experiment, build
+from gradexp.knobs import threads as knob_threads
 from gradexp.record.logger import Logger, rewind, write_summary
 from gradexp.record.progress import progress_bar
+from gradexp.runtime import defer_dynamo, threads
 from gradexp.summary import hparams, objective, one_line, shown_path, summarise
 
 log = logging.getLogger("gradexp")
@@ -35,8 +37,9 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
         return done | {"objective": float(done.get("objective", math.inf))}
     started = time.time()
     interrupt = StopSignals()
+    defer_dynamo()  # torch's compiler: not imported by a run that compiles nothing
     try:
-        with interrupt, deterministic(cfg.get("deterministic") is True):
+        with interrupt, deterministic(cfg.get("deterministic") is True), threads(knob_threads(cfg)):
             writable(run_dir)
             summary = base | run(cfg, run_dir, choices, overrides, interrupt)
     except ConfigError as e:
@@ -127,12 +130,14 @@ def finish(summary: dict, run_dir: Path, started: float, interrupt: StopSignals)
 @contextmanager
 def deterministic(enabled: bool):
     """torch.use_deterministic_algorithms for this run only; CUDA's cuBLAS also needs a fixed
-    workspace (set before its first use). CPU runs here are bitwise repeatable without it."""
+    workspace (set before its first use). CPU runs here are bitwise repeatable without it.
+    Called only to change the setting: each call imports torch's inductor config (1.6 s)."""
     before = torch.are_deterministic_algorithms_enabled()
-    if enabled:
+    if enabled and not before:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        if enabled and not before:
+            torch.use_deterministic_algorithms(False)

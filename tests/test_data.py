@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from gradexp import data as datasets
+from gradexp import datafiles
 from gradexp.errors import ConfigError
 
 
@@ -45,7 +46,7 @@ def test_synthetic_regression_keeps_its_truth():
 def test_csv_with_arbitrary_labels(tmp_path):
     f = tmp_path / "d.csv"
     f.write_text("x1,x2,kind\n0.5,1,7\n-1,2,3\n2,0.25,7\n1,1,3\n")
-    a = datasets.from_file(str(f), "kind")
+    a = datafiles.from_file(str(f), "kind")
     assert a.task == "classification" and a.x.shape == (4, 2)
     d = split(a, eval_fraction=0.0, standardize=False)
     assert d.num_classes == 2 and set(d.y_train.tolist()) == {0, 1}
@@ -55,7 +56,7 @@ def test_npz_columns_and_matrix(tmp_path):
     f = tmp_path / "d.npz"
     x = np.arange(12.0).reshape(6, 2)
     np.savez(f, features=x, extra=np.ones(6), target=np.linspace(0, 1, 6))
-    a = datasets.from_file(str(f), "target")
+    a = datafiles.from_file(str(f), "target")
     assert a.task == "regression" and a.x.shape == (6, 3)
     np.testing.assert_array_equal(a.x[:, :2], x)
 
@@ -79,6 +80,61 @@ def test_bad_files_name_the_key_and_the_problem(tmp_path, content, target, needl
     if content is not None:
         f.write_text(content)
     with pytest.raises(ConfigError) as e:
-        datasets.from_file(str(f), target)
+        datafiles.from_file(str(f), target)
     assert needle in str(e.value)
     assert str(e.value).startswith(("path=", "target=")) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", datasets.SKLEARN)
+def test_bundled_readers_equal_scikit_learns_loaders(name):
+    """gradexp reads the files scikit-learn ships without importing it; the arrays must be the
+    ones its loaders return, bit for bit."""
+    from sklearn import datasets as sk
+
+    datasets._bundled.cache_clear()
+    x, y = datasets._bundled(name)
+    bunch = getattr(sk, f"load_{name}")()
+    np.testing.assert_array_equal(x, bunch.data)
+    np.testing.assert_array_equal(y, bunch.target)
+    assert x.dtype == np.float64 and not x.flags.writeable
+
+
+PLAIN = "a,b,label\n1.5,2,0\n-3,4e-1,1\n5,6,0\n"
+AS_PEOPLE_HAVE_THEM = {
+    "bom": "\ufeff" + PLAIN,
+    "blank lines": "\n" + PLAIN.replace("\n-3", "\n\n-3") + "\n\n",
+    "crlf": PLAIN.replace("\n", "\r\n"),
+    "semicolons, decimal commas": "a;b;label\n1,5;2;0\n-3;0,4;1\n5;6;0\n",
+    "tabs": PLAIN.replace(",", "\t"),
+    "pipes, spaces": PLAIN.replace(",", " | "),
+    "quotes": '"a","b","label"\n"1.5","2","0"\n-3,"4e-1",1\n5,6,"0"\n',
+    "empty last column": PLAIN.replace("\n", ",\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(AS_PEOPLE_HAVE_THEM))
+def test_csv_files_as_people_have_them_read_as_the_plain_one(tmp_path, name):
+    plain, other = tmp_path / "plain.csv", tmp_path / "other.csv"
+    plain.write_text(PLAIN)
+    other.write_bytes(AS_PEOPLE_HAVE_THEM[name].encode())
+    a, b = (datafiles.from_file(str(f), "label") for f in (plain, other))
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.meta["columns"] == b.meta["columns"] == ["a", "b"] and b.task == "classification"
+
+
+def test_class_labels_as_words_map_to_sorted_classes_and_are_recorded(tmp_path):
+    f = tmp_path / "pets.csv"
+    f.write_text('w,h,kind\n1,2,dog\n3,4,cat\n5,6,dog\n7,8,"guinea pig"\n')
+    a = datafiles.from_file(str(f), "kind")
+    assert a.task == "classification" and a.meta["classes"] == ["cat", "dog", "guinea pig"]
+    np.testing.assert_array_equal(a.y, [1, 0, 1, 2])
+    d = split(a, eval_fraction=0.0)
+    assert d.meta["classes"] == ["cat", "dog", "guinea pig"] and d.num_classes == 3
+
+
+def test_numeric_labels_record_which_class_is_which(tmp_path):
+    f = tmp_path / "digits.csv"
+    f.write_text("x,y\n1,3\n2,7\n3,9\n4,3\n")
+    d = split(datafiles.from_file(str(f), "y"), eval_fraction=0.0)
+    assert d.meta["classes"] == [3, 7, 9]

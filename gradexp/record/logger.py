@@ -8,9 +8,10 @@ import os
 import time
 from pathlib import Path
 
-from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard.summary import image as image_pb
-from torch.utils.tensorboard.summary import text as text_pb
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboard.plugins.text.plugin_data_pb2 import TextPluginData
 
 from gradexp.record import hparams as sessions
 from gradexp.record import layouts
@@ -40,11 +41,21 @@ class Logger:
         self.jsonl.write(json.dumps(_finite_or_str(record | values)) + "\n")
 
     def text(self, tag: str, text: str) -> None:
-        self.events.add_summary(text_pb(tag, text))
+        """Markdown for the TEXT tab, as torch's summary.text() writes it (without importing
+        torch.utils.tensorboard, which a run needs only for images)."""
+        content = TextPluginData(version=0).SerializeToString()
+        plugin = SummaryMetadata.PluginData(plugin_name="text", content=content)
+        shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)])
+        tensor = TensorProto(dtype="DT_STRING", string_val=[text.encode()], tensor_shape=shape)
+        value = Summary.Value(tag=f"{tag}/text_summary", tensor=tensor,
+                              metadata=SummaryMetadata(plugin_data=plugin))  # fmt: skip
+        self.events.add_summary(Summary(value=[value]))
 
     def image(self, tag: str, pixels, step: int) -> None:
         """An H×W×3 uint8 image (a figure) for TensorBoard's IMAGES tab."""
-        self.events.add_summary(image_pb(tag, pixels, dataformats="HWC"), step)
+        from torch.utils.tensorboard.summary import image
+
+        self.events.add_summary(image(tag, pixels, dataformats="HWC"), step)
 
     def hparams(self, hparams: dict[str, object], status: str) -> None:
         """The HPARAMS tab's session for this run, in this run's own directory (no sub-run).
