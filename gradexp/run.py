@@ -71,11 +71,11 @@ def run(
     history = exp.history(logger)
     saver = Checkpointer(run_dir, cfg.checkpoint_every, model=exp.model, optimizer=exp.optimizer,
                          scheduler=exp.scheduler, batches=exp.batches, history=history,
-                         logger=logger, config=exp.config)  # fmt: skip
+                         logger=logger, config=exp.config, probes=exp.probes)  # fmt: skip
     start = None
     if saved:
         start = restore(saved, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
-                        batches=exp.batches, history=history)  # fmt: skip
+                        batches=exp.batches, history=history, probes=exp.probes)  # fmt: skip
         logger.tags.update(saved["tags"])
     else:
         logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
@@ -107,7 +107,7 @@ def finish_probes(exp: Experiment, run_dir: Path, logger: Logger, steps: int) ->
     finished = {}
     for probe in exp.probes:
         if hasattr(probe, "finish"):
-            finished |= probe.finish(run_dir, logger, steps)
+            finished |= probe.finish(run_dir, logger, steps, model=exp.model)
     return finished
 
 

@@ -121,3 +121,38 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
     assert summary["final"] == reference["final"]
     rows = (sweep / "summary.csv").read_text().splitlines()
     assert len(rows) == 3 and all(",ok," in r for r in rows[1:])
+
+
+PROBES = [
+    "probes=[trajectory,sharpness,hessian,noise,gradcheck,taylor]",
+    "probes.sharpness.every=7",
+    "probes.hessian.every=9",
+    "probes.hessian.samples=2",
+    "probes.noise.every=5",
+    "probes.noise.full_every=11",
+    "probes.gradcheck.every=13",
+    "probes.gradcheck.coords=3",
+    "probes.trajectory.every=10",
+    "probes.taylor.every=6",
+]
+FUNCTION = ["model=function", "model.expression=x**2+3*y**2+x*y", "optimizer=momentum",
+            "optimizer.lr=0.02", "epochs=600", "log_every=10", "flush_secs=0",
+            "checkpoint_every=50"]  # fmt: skip
+
+
+@pytest.mark.parametrize("run", [[*RUN, *PROBES], FUNCTION], ids=["probes", "function"])
+def test_sigkill_with_probes_then_resume_is_bitwise(tmp_path, run):
+    """kill -9 at a random step of a run with every probe (and of a model=function run, whose
+    probe keeps the path): the resumed run logs what the uninterrupted one logs, bitwise."""
+    whole = run_experiment(tmp_path / "whole", *run)
+    killed = tmp_path / "kill"
+    at = random.randint(60, 520)
+    proc = start(*run, f"hydra.run.dir={killed}", cwd=tmp_path)
+    wait_for_step(proc, killed, at)
+    proc.kill()
+    proc.communicate()
+    summary = run_experiment(killed, *run, "resume=true")
+    assert summary["status"] == "ok" and summary["resumed_from"]["step"] > 0, at
+    assert summary["final"] == whole["final"] and summary.get("probes") == whole.get("probes")
+    assert without_time(killed) == without_time(tmp_path / "whole"), at
+    assert scalars(killed) == scalars(tmp_path / "whole"), at

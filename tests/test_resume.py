@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 from pathlib import Path
 
@@ -202,3 +203,39 @@ def test_interrupted_summary_is_not_passed_off_as_complete(tmp_path, monkeypatch
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["status"] == "interrupted" and on_disk["stop_reason"] == "signal"
     assert on_disk["objective"] == "inf" and s["steps"] == 7
+
+
+PROBE_RUN = [*TINY, "batch=minibatch", "batch.size=16", "checkpoint_every=32"]
+PROBED = {
+    "trajectory": [*PROBE_RUN, "probes=[trajectory]", "probes.trajectory.every=4"],
+    "sharpness": [*PROBE_RUN, "probes=[sharpness]", "probes.sharpness.every=3",
+                  "probes.sharpness.tol=0"],
+    "sharpness_tol": [*PROBE_RUN, "probes=[sharpness]", "probes.sharpness.every=3"],
+    "hessian": [*PROBE_RUN, "probes=[hessian]", "probes.hessian.every=3",
+                "probes.hessian.samples=2"],
+    "noise": [*PROBE_RUN, "probes=[noise]", "probes.noise.full_every=7"],
+    "gradcheck": [*PROBE_RUN, "probes=[gradcheck]", "probes.gradcheck.every=3",
+                  "probes.gradcheck.coords=3"],
+    "taylor": [*PROBE_RUN, "probes=[taylor]", "probes.taylor.every=2"],
+    "function": ["model=function", "model.expression=x**2+3*y**2", "optimizer.lr=0.05",
+                 "epochs=40", "log_every=3", "checkpoint_every=40"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("probe", PROBED)
+def test_resume_with_a_probe_is_bitwise_the_uninterrupted_run(tmp_path, monkeypatch, probe):
+    """Each probe's state (warm start, generators, θ₀, G, the gradient check's record, the
+    function's path) goes into the checkpoint: resumed at a random step, the run logs every
+    number the uninterrupted run logs, and ends with the same summary and plot data."""
+    overrides = PROBED[probe]
+    whole = run_experiment(tmp_path / "whole", *overrides)
+    stop = random.Random().randrange(2, whole["steps"])
+    fault_at(monkeypatch, stop, sigterm)
+    cut = run_experiment(tmp_path / "cut", *overrides)
+    assert cut["status"] == "interrupted", stop
+    monkeypatch.undo()
+    done = run_experiment(tmp_path / "cut", *overrides, "resume=true")
+    assert done["resumed_from"]["step"] == stop
+    assert done["final"] == whole["final"] and done.get("probes") == whole.get("probes"), stop
+    assert without_time(tmp_path / "whole") == without_time(tmp_path / "cut"), stop
+    assert scalars(tmp_path / "whole") == scalars(tmp_path / "cut"), stop

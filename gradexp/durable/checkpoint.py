@@ -38,11 +38,12 @@ class Checkpointer:
     steps (0: only when asked, e.g. on SIGTERM) into run_dir/checkpoints/step-NNNNNNNN.pt."""
 
     def __init__(self, run_dir: Path, every: int, *, model, optimizer, scheduler, batches,
-                 history, logger, config: dict):  # fmt: skip
+                 history, logger, config: dict, probes=()):  # fmt: skip
         self.folder = Path(run_dir) / FOLDER
         self.every = every
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.batches, self.history, self.logger, self.config = batches, history, logger, config
+        self.probes = probes
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
@@ -60,6 +61,7 @@ class Checkpointer:
             "logs": self.logger.sizes(),
             "tags": sorted(getattr(self.logger, "tags", ())),  # the custom-scalar layout's input
             "config": self.config,
+            "probes": [p.state_dict() if hasattr(p, "state_dict") else {} for p in self.probes],
         }
         self.folder.mkdir(exist_ok=True)
         path = self.folder / f"step-{position.step:08d}.pt"
@@ -97,9 +99,13 @@ def load_latest(run_dir: Path) -> tuple[dict | None, list[str]]:
     return None, skipped
 
 
-def restore(state: dict, *, model, optimizer, scheduler, batches, history) -> Position:
+def restore(state: dict, *, model, optimizer, scheduler, batches, history, probes=()) -> Position:
     """Put every saved state back; the data order resumes mid-epoch where it stopped."""
     model.load_state_dict(state["model"])
+    device = next(model.parameters()).device
+    for probe, saved in zip(probes, state.get("probes", [])):
+        if hasattr(probe, "load_state_dict"):
+            probe.load_state_dict(saved, device)
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])

@@ -8,7 +8,11 @@ from torch import Tensor, nn
 
 
 class Probe(Protocol):
-    """A measurement taken between backward() and step() on the steps it is due."""
+    """A measurement taken between backward() and step() on the steps it is due.
+
+    Optional: `finish(run_dir, logger, steps, model) -> dict` reports at the end (into
+    summary.json's `probes`); `state_dict()` / `load_state_dict(state, device)` carry what the
+    probe keeps between calls through a checkpoint (Scheduled provides both from STATE)."""
 
     def due(self, step: int) -> bool: ...
 

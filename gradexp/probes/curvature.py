@@ -51,6 +51,8 @@ class Sharpness(FixedBatch):
     Power iteration finds the eigenvalue largest in magnitude, which in training is λ_max in
     practice (negative curvature is far smaller); Lanczos finds λ_max itself."""
 
+    STATE = ("vector",)  # the warm start
+
     def __init__(
         self,
         every: int | str = 50,
@@ -94,6 +96,8 @@ class Hessian(FixedBatch):
     """curvature/trace by Hutchinson's estimator (method=hutchinson), or the exact Hessian by
     torch.func (method=exact; small models): its trace and extreme eigenvalues, and the largest
     singular value of the Jacobian of the model's outputs (curvature/jacobian_sv_max)."""
+
+    STATE = ("generator",)  # Hutchinson's Rademacher vectors
 
     def __init__(
         self,

@@ -19,6 +19,8 @@ class FunctionGradients(Scheduled):
     function/grad_error_fd = max|autograd − finite difference|. The symbolic and difference
     gradients are of J = f + λ‖θ‖², in float64; differences are central with step h."""
 
+    STATE = ("path", "step", "optimizer")  # the path since the start, for the plot
+
     def __init__(
         self,
         every: int | str = 1,
@@ -35,7 +37,7 @@ class FunctionGradients(Scheduled):
         self.h, self.plot, self.l2 = float(h), plot, l2
         self.model: FunctionModel | None = None
         self.path: list[tuple[int, Tensor]] = []  # (step, θ before that step's update)
-        self.step = 0
+        self.step, self.optimizer = 0, ""
 
     def due(self, step: int) -> bool:
         self.step = step  # the loop asks every step: the last one asked is the run's last step
@@ -76,9 +78,11 @@ class FunctionGradients(Scheduled):
         e[i] = self.h
         return (j(theta + e) - j(theta - e)) / (2 * self.h)
 
-    def finish(self, run_dir, logger, steps: int) -> dict:
+    def finish(self, run_dir, logger, steps: int, model=None) -> dict:
         """The path over the contour plot: trajectory.png and an image. `steps` is where the run
         stopped (a diverged run may have gone on until the next flush noticed)."""
+        if self.model is None and isinstance(model, FunctionModel) and self.path:
+            self.model = model  # a run resumed at its last step: no call since the resume
         if not self.plot or self.model is None:
             return {}
         from gradexp.probes.contour import draw, to_rgb

@@ -22,6 +22,8 @@ class GradCheck(Scheduled):
     (float32 differences err by up to 0.58 here). At the end of the run the worst error is
     checked against `tol`, and a failure is logged loudly and put in summary.json."""
 
+    STATE = ("generator", "at", "step")  # the coordinates drawn next, and every error so far
+
     def __init__(
         self,
         every: int | str = 100,
@@ -81,7 +83,7 @@ class GradCheck(Scheduled):
             "gradcheck/h": h,
         }
 
-    def finish(self, run_dir, logger, steps: int) -> dict:
+    def finish(self, run_dir, logger, steps: int, model=None) -> dict:
         """One host copy at the end: did autograd and finite differences agree throughout?"""
         self.at = [(s, e) for s, e in self.at if s <= steps]
         if not self.at:

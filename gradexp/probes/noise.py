@@ -48,6 +48,8 @@ class Noise(Scheduled):
     those steps, and noise_scale and snr use the latest ‖G‖² (it changes slowly). With
     full_every=null, G is never computed and ‖G‖² is the batch's unbiased estimate."""
 
+    STATE = ("full", "step")  # G, refreshed every full_every steps
+
     def __init__(self, every: int | str = 1, method: str = "auto", full_every: int | None = 10,
                  per_decade: int = 10, *, data=None, l2: float = 0.0):  # fmt: skip
         super().__init__(every, per_decade)

@@ -17,6 +17,8 @@ class Trajectory(Scheduled):
     A probe sees θ before this step's update, so the two updates before a logged step s come
     from snapshots at s−2, s−1 and s: it also runs on those steps (and on step 1, for θ₀)."""
 
+    STATE = ("init", "snapshots", "step")
+
     def __init__(self, every: int | str = 10, per_decade: int = 10, *, data=None, l2=0.0):
         super().__init__(every, per_decade)
         self.init: Tensor | None = None
