@@ -16,9 +16,9 @@ def main(cfg: DictConfig) -> float:
     from gradexp import run  # imports torch: not needed for --help or --cfg
 
     hc = HydraConfig.get()
-    summary = run.main(
-        cfg, Path(hc.runtime.output_dir), dict(hc.runtime.choices), list(hc.overrides.task)
-    )
+    key = "hydra.sweep.dir" if hc.mode == RunMode.MULTIRUN else "hydra.run.dir"
+    summary = run.main(cfg, Path(hc.runtime.output_dir), dict(hc.runtime.choices),
+                       list(hc.overrides.task), dir_key=key)  # fmt: skip
     if summary["status"] == "interrupted":  # in a sweep too: the user asked everything to stop
         sys.exit(summary.get("exit_code", 130))
     if hc.mode != RunMode.MULTIRUN and summary["status"] not in ("ok", "diverged"):

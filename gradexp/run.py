@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gradexp.durable import resume
 from gradexp.durable.checkpoint import Checkpointer, restore
-from gradexp.durable.outdir import writable
+from gradexp.durable.outdir import UsedRunDir, fresh, writable
 from gradexp.durable.signals import StopSignals
 from gradexp.errors import ConfigError
 from gradexp.experiment import Experiment, build
@@ -28,8 +28,10 @@ from gradexp.summary import hparams, objective, one_line, shown_path, summarise
 log = logging.getLogger("gradexp")
 
 
-def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) -> dict:
-    """Run one experiment and always leave summary.json, whatever happens. Never raises."""
+def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str],
+         dir_key: str = "hydra.run.dir") -> dict:  # fmt: skip
+    """Run one experiment and leave summary.json, whatever happens (but in a directory that
+    holds another run, which is refused and left as it was). Never raises."""
     choices = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
     base = {"run_dir": str(run_dir), "overrides": list(overrides), "choices": choices}
     if cfg.get("resume") is True and (done := resume.finished(run_dir)):
@@ -40,11 +42,14 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]) ->
     defer_dynamo()  # torch's compiler: not imported by a run that compiles nothing
     try:
         with interrupt, deterministic(cfg.get("deterministic") is True), threads(knob_threads(cfg)):
+            fresh([run_dir], dir_key, run_dir, cfg.resume is True, cfg.get("overwrite") is True)
             writable(run_dir)
             summary = base | run(cfg, run_dir, choices, overrides, interrupt)
     except ConfigError as e:
         log.error("gradexp: error: %s", e)
         summary = base | {"status": "failed", "stop_reason": "config_error", "error": str(e)}
+        if isinstance(e, UsedRunDir):  # the other run's summary.json stays
+            return summary | {"objective": math.inf}
     except KeyboardInterrupt:
         log.error("gradexp: interrupted; logs flushed in %s", run_dir)
         summary = base | {"status": "interrupted", "stop_reason": "interrupt", "exit_code": 130}
@@ -64,7 +69,7 @@ def run(
 ) -> dict:
     """Build everything from the config, train, and return the summary (also on disk)."""
     exp = build(cfg, choices)
-    saved = resume.latest(run_dir, exp.config) if cfg.resume else None
+    saved = resume.latest(run_dir, exp.config, exp.model) if cfg.resume else None
     if cfg.resume:
         rewind(run_dir, saved["logs"] if saved else {})  # what came after the checkpoint goes
     logger = Logger(run_dir, purge_step=saved["position"]["step"] + 1 if saved else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_no_readable_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
         path.write_bytes(b"not a checkpoint")
     s = run_experiment(tmp_path / "cut", *overrides, "resume=true")
     assert s["status"] == "failed" and s["stop_reason"] == "config_error"
-    assert s["error"].startswith("resume=true: no readable checkpoint in")
+    assert s["error"].startswith("resume=true: no usable checkpoint in")
 
 
 def test_checkpoint_loads_with_weights_only_and_holds_every_state(tmp_path):
@@ -239,3 +240,47 @@ def test_resume_with_a_probe_is_bitwise_the_uninterrupted_run(tmp_path, monkeypa
     assert done["final"] == whole["final"] and done.get("probes") == whole.get("probes"), stop
     assert without_time(tmp_path / "whole") == without_time(tmp_path / "cut"), stop
     assert scalars(tmp_path / "whole") == scalars(tmp_path / "cut"), stop
+
+
+def test_a_checkpoint_newer_than_its_logs_is_passed_over_for_one_they_cover(
+    tmp_path, monkeypatch, caplog
+):
+    """A power cut can lose the page cache's tail of the logs but keep a later checkpoint;
+    resuming from it would leave a silent hole. The older checkpoint the logs cover is used."""
+    overrides = [*TINY, "batch=minibatch", "batch.size=16", "checkpoint_every=5"]
+    run_experiment(tmp_path / "whole", *overrides, "checkpoint_every=32")
+    fault_at(monkeypatch, 23, crash)
+    run_experiment(tmp_path / "cut", *overrides)
+    monkeypatch.undo()
+    shutil.copytree(tmp_path / "cut", tmp_path / "cut2")
+    newest, older = checkpoints(tmp_path / "cut" / "checkpoints")
+    sizes = [torch.load(p, weights_only=True)["logs"]["metrics.jsonl"] for p in (newest, older)]
+    jsonl = tmp_path / "cut" / "metrics.jsonl"
+    os.truncate(jsonl, (sizes[0] + sizes[1]) // 2)  # between the two: the tail of 20 is lost
+    done = run_experiment(tmp_path / "cut", *overrides, "checkpoint_every=32", "resume=true")
+    assert done["resumed_from"]["step"] == 15
+    assert f"checkpoint {newest} cannot be used (it is newer than the logs: metrics.jsonl" in (
+        caplog.text
+    )
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+    os.truncate(tmp_path / "cut2" / "metrics.jsonl", 10)  # no checkpoint covered: refused
+    s = run_experiment(tmp_path / "cut2", *overrides, "resume=true")
+    assert s["stop_reason"] == "config_error" and "no usable checkpoint" in s["error"]
+    assert "\n" not in s["error"] and "overwrite=true" in s["error"]
+
+
+def test_logs_are_fsynced_before_each_checkpoint(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(Path(os.path.realpath(f"/proc/self/fd/{fd}")).name)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run_experiment(tmp_path, *TINY, "batch=minibatch", "batch.size=16")
+    saves = [i for i, name in enumerate(synced) if name.endswith(".pt.tmp")]
+    assert len(saves) == 6  # steps 5, 10, …, 30
+    for start, end in zip([-1, *saves], saves):
+        before = synced[start + 1 : end]
+        assert "metrics.jsonl" in before and any(n.startswith("events.out") for n in before)

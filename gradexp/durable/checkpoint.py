@@ -73,7 +73,16 @@ class Checkpointer:
         os.replace(tmp, path)  # atomic: a reader sees the old set or the new, never half a file
         for old in checkpoints(self.folder)[KEEP:]:
             old.unlink(missing_ok=True)
+        sync_dir(self.folder)  # the rename itself survives a power cut
         return path
+
+
+def sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def checkpoints(folder: Path) -> list[Path]:
@@ -81,17 +90,32 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(Path(folder).glob("step-*.pt"), reverse=True)
 
 
-def load_latest(run_dir: Path) -> tuple[dict | None, list[str]]:
-    """The newest readable checkpoint (None if there is none) and a line per unreadable one."""
+FIELDS = ("version", "position", "model", "optimizer", "scheduler", "rng", "history", "logs",
+          "config")  # fmt: skip
+
+
+def load_latest(run_dir: Path, usable=None) -> tuple[dict | None, list[str]]:
+    """The newest checkpoint that reads and that `usable(state)` accepts (it returns None, or
+    why not), None if there is none, and a line per checkpoint passed over."""
     skipped = []
     for path in checkpoints(Path(run_dir) / FOLDER):
         try:
+            if not path.is_file():  # a FIFO or a device would block the read forever
+                raise ValueError("not a regular file")
             state = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or state.get("version") != VERSION:
                 raise ValueError(f"not a gradexp checkpoint of version {VERSION}")
+            missing = [k for k in FIELDS if k not in state]
+            if missing:
+                raise ValueError(f"it lacks {', '.join(missing)}")
         except Exception as e:  # truncated zip, bit flips, foreign pickle: all mean "skip it"
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             skipped.append(f"checkpoint {path} is unreadable ({reason}); trying the one before")
+            log.warning("gradexp: %s", skipped[-1])
+            continue
+        why = usable(state) if usable else None
+        if why:
+            skipped.append(f"checkpoint {path} cannot be used ({why}); trying the one before")
             log.warning("gradexp: %s", skipped[-1])
             continue
         state["path"] = str(path)

@@ -7,12 +7,15 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+
 from gradexp.durable.checkpoint import FOLDER, checkpoints, config_change, load_latest
 from gradexp.errors import ConfigError
+from gradexp.record.logger import uncovered
 
 log = logging.getLogger("gradexp")
 # Keys a resumed run may change: they decide how it runs, not what it computes.
-FREE_KEYS = ("resume", "checkpoint_every", "progress", "flush_secs")
+FREE_KEYS = ("resume", "overwrite", "checkpoint_every", "progress", "flush_secs", "threads")
 
 
 def finished(run_dir: Path) -> dict | None:
@@ -28,14 +31,21 @@ def comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in FREE_KEYS and k != "hydra"}
 
 
-def latest(run_dir: Path, config: dict) -> dict | None:
-    """The checkpoint to continue from (None: start afresh), checked against this config."""
-    state, skipped = load_latest(run_dir)
+def latest(run_dir: Path, config: dict, model=None) -> dict | None:
+    """The checkpoint to continue from (None: start afresh), checked against this config: the
+    newest that reads, fits the model and is covered by the logs on disk."""
+
+    def usable(state: dict) -> str | None:
+        return uncovered(run_dir, state["logs"]) or (
+            misfit(state["model"], model) if model else None
+        )
+
+    state, skipped = load_latest(run_dir, usable)
     if state is None:
         if checkpoints(Path(run_dir) / FOLDER):
             where = Path(run_dir) / FOLDER
-            allowed = f"no readable checkpoint in {where} ({len(skipped)} unreadable); delete it"
-            raise ConfigError("resume", "true", allowed + " to start afresh")
+            allowed = f"no usable checkpoint in {where} ({len(skipped)} unusable: see the log)"
+            raise ConfigError("resume", "true", allowed + "; start over with overwrite=true")
         log.info("gradexp: no checkpoint in %s: starting from step 0", run_dir)
         return None
     change = config_change(comparable(state["config"]), comparable(config))
@@ -46,6 +56,17 @@ def latest(run_dir: Path, config: dict) -> dict | None:
     state["skipped"] = skipped
     log.info("gradexp: resuming from %s (step %d)", state["path"], state["position"]["step"])
     return state
+
+
+def misfit(saved: dict, model) -> str | None:
+    """Why a saved state_dict does not load into this model (tampered, or another model)."""
+    mine = model.state_dict()
+    if not isinstance(saved, dict) or set(saved) != set(mine):
+        return "its model has other parameters than this run's"
+    for name, tensor in mine.items():
+        if not isinstance(saved[name], torch.Tensor) or saved[name].shape != tensor.shape:
+            return f"its {name} has another shape than this run's {tuple(tensor.shape)}"
+    return None
 
 
 def safe_write(write, *args) -> bool:

@@ -79,8 +79,12 @@ class Logger:
         self.jsonl.close()
 
     def sizes(self) -> dict[str, int]:
-        """Bytes in each log file, flushed: what a resumed run rewinds to (see rewind)."""
+        """Bytes in each log file, flushed and fsynced: what a resumed run rewinds to (see
+        rewind). On disk before the checkpoint that records them, so that a power cut cannot
+        leave a checkpoint that is newer than its logs."""
         self.flush()
+        for f in (self.events.file, self.jsonl):
+            os.fsync(f.fileno())
         return {f.name: f.stat().st_size for f in log_files(self.run_dir)}
 
 
@@ -101,6 +105,18 @@ def rewind(run_dir: Path, sizes: dict[str, int]) -> None:
             file.unlink()
         elif file.stat().st_size > size:
             os.truncate(file, size)
+
+
+def uncovered(run_dir: Path, sizes: dict[str, int]) -> str | None:
+    """Why the logs on disk are shorter than a checkpoint says they were (a power cut lost
+    what the page cache held), or None if they cover it."""
+    for name, size in sizes.items():
+        file = Path(run_dir) / name
+        have = file.stat().st_size if file.is_file() else None
+        if have is None or have < size:
+            held = "is missing" if have is None else f"has {have} of its {size} bytes"
+            return f"it is newer than the logs: {name} {held}"
+    return None
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

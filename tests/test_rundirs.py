@@ -1,0 +1,76 @@
+"""A run dir that holds a run is never mixed into: refused in one line before anything is
+written (Hydra's .hydra/ included), continued with resume=true, or emptied with overwrite=true."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import cli, metrics, run_experiment, scalars
+
+RUN = ["data=iris", "epochs=10", "checkpoint_every=5"]
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_a_used_run_dir_is_refused_and_left_as_it_was(tmp_path):
+    run_experiment(tmp_path / "r", *RUN)
+    before = snapshot(tmp_path / "r")
+    s = run_experiment(tmp_path / "r", *RUN, "optimizer.lr=0.2")
+    assert s["status"] == "failed" and s["stop_reason"] == "config_error"
+    assert "already holds a run (metrics.jsonl, model.pt, 1 event file, checkpoints)" in s["error"]
+    assert "resume=true" in s["error"] and "overwrite=true" in s["error"]
+    assert snapshot(tmp_path / "r") == before  # summary.json too: the old run's, untouched
+
+
+def test_overwrite_starts_over_with_one_runs_files(tmp_path):
+    run_experiment(tmp_path / "r", *RUN)
+    s = run_experiment(tmp_path / "r", *RUN, "optimizer.lr=0.2", "overwrite=true")
+    assert s["status"] == "ok"
+    steps = [m["step"] for m in metrics(tmp_path / "r") if "epoch" not in m]
+    assert steps == sorted(set(steps))  # every step once
+    loss = scalars(tmp_path / "r")["train/loss"]
+    assert [x for x, _ in loss] == sorted({x for x, _ in loss})  # one point per step in TB
+    assert len(list((tmp_path / "r").glob("events.out.tfevents.*"))) == 1
+    fresh = run_experiment(tmp_path / "fresh", *RUN, "optimizer.lr=0.2")
+    assert [{k: v for k, v in m.items() if k != "time"} for m in metrics(tmp_path / "r")] == [
+        {k: v for k, v in m.items() if k != "time"} for m in metrics(tmp_path / "fresh")
+    ]
+    assert fresh["final"] == s["final"]
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path):
+    s = run_experiment(tmp_path / "r", *RUN, "resume=true", "overwrite=true")
+    assert s["error"] == "overwrite=True: contradicts resume=true; choose one"
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_a_used_run_dir_before_hydra_writes_into_it(tmp_path):
+    assert cli(*RUN, "hydra.run.dir=r", cwd=tmp_path).returncode == 0
+    before = snapshot(tmp_path / "r")
+    out = cli(*RUN, "optimizer.lr=0.2", "hydra.run.dir=r", cwd=tmp_path)
+    assert out.returncode == 2
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert lines == ["gradexp: error: hydra.run.dir=r: already holds a run (metrics.jsonl, "
+                     "model.pt, 1 event file, checkpoints); add resume=true to continue, "
+                     "overwrite=true to start over, or choose another directory"]  # fmt: skip
+    assert snapshot(tmp_path / "r") == before  # .hydra/config.yaml and gradexp.log too
+    sweep = ["-m", "data=iris", "epochs=2", "optimizer.lr=0.1,0.2", "hydra.sweep.dir=s"]
+    assert cli(*sweep, cwd=tmp_path).returncode == 0
+    kept = snapshot(tmp_path / "s")
+    again = cli(*sweep, cwd=tmp_path)
+    assert again.returncode == 2 and "hydra.sweep.dir=s: already holds 2 runs (" in again.stderr
+    assert snapshot(tmp_path / "s") == kept
+    sweep[3] = "optimizer.lr=0.3,0.4"
+    over = cli(*sweep, "overwrite=true", cwd=tmp_path)
+    assert over.returncode == 0, over.stderr
+    jobs = sorted(d.name for d in (tmp_path / "s").iterdir() if d.is_dir())
+    assert jobs == [
+        "0_data=iris,epochs=2,optimizer.lr=0.3",
+        "1_data=iris,epochs=2,optimizer.lr=0.4",
+    ]
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "s").glob("*/summary.json")]
+    assert len(summaries) == 2
