@@ -91,6 +91,8 @@ def check_groups(cfg: dict) -> None:
     for key in ("progress", "resume", "deterministic"):
         check_bool(key, cfg[key])
     check_number("checkpoint_every", cfg["checkpoint_every"], low=0, integer=True, strict=False)
+    if cfg["diverge"]["factor"] is not None:
+        check_number("diverge.factor", cfg["diverge"]["factor"], low=1)
     explode = cfg["explode"]
     if explode["factor"] is not None:
         check_number("explode.factor", explode["factor"], low=1)

@@ -45,6 +45,7 @@ class Experiment:
     evaluator: Callable[[], dict] | None = None
     probes: list = field(default_factory=list)
     explode: tuple[float | None, int] = (100.0, 10)
+    diverge: float | None = None  # diverge.factor
 
     def columns(self) -> list[str]:
         """What the loop records every step: the loss, λ‖θ‖², each parameter's gradient norm."""
@@ -56,7 +57,8 @@ class Experiment:
     def history(self, sink) -> History:
         k = self.knobs
         watch = GrowthWatch(*self.explode)
-        return History(sink, self.columns(), k.log_every, Rules(k.grad_tol, k.loss_tol), watch)
+        rules = Rules(k.grad_tol, k.loss_tol, self.diverge, self.explode[1])
+        return History(sink, self.columns(), k.log_every, rules, watch)
 
     def plan(self) -> Plan:
         k = self.knobs
@@ -67,8 +69,19 @@ class Experiment:
     def train(self, history: History, **runtime) -> Outcome:
         """The loop over this experiment (runtime: progress, checkpoint, start, interrupt)."""
         return train(self.model, self.loss_fn, self.optimizer, self.scheduler, self.batches,
-                     history, self.plan(), evaluate=self.evaluator, probes=self.probes,
-                     **runtime)  # fmt: skip
+                     history, self.plan(), evaluate=self.evaluator, final=self.final,
+                     probes=self.probes, **runtime)  # fmt: skip
+
+    def final(self) -> dict:
+        """The final parameters on the whole training set: the loss (f itself, for
+        model=function), accuracy for class labels, and λ‖θ‖² (what summary.json reports)."""
+        labels = self.data.y_train if self.data.task == "classification" else None
+        values = evaluate(self.model, self.loss_fn, self.batches.x, self.batches.y, labels)
+        out = {f"final/train_{k.removeprefix('eval/')}": v for k, v in values.items()}
+        if self.knobs.l2:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            out["final/train_l2"] = self.knobs.l2 * sum(p.detach().square().sum() for p in params)
+        return out
 
 
 def build(cfg: DictConfig, choices: dict) -> Experiment:
@@ -110,6 +123,7 @@ def build(cfg: DictConfig, choices: dict) -> Experiment:
         knobs, plain(cfg), data, model, loss_fn, optimizer, scheduler, batches, total, title,
         is_function, evaluator(model, loss_fn, data, knobs.dtype),
         build_probes(cfg, knobs, batches, is_function), (cfg.explode.factor, cfg.explode.window),
+        cfg.diverge.factor,
     )  # fmt: skip
 
 

@@ -10,13 +10,21 @@ from gradexp.data import Data
 from gradexp.record.history import History
 from gradexp.train import Outcome
 
-FINAL = ("train/loss", "train/l2", "eval/loss", "eval/accuracy", "grad/norm", "param/norm")
+FINAL = ("train/loss", "train/accuracy", "train/l2", "eval/loss", "eval/accuracy", "grad/norm",
+         "param/norm")  # fmt: skip
 GROUPS = ("data", "model", "loss", "optimizer", "batch", "schedule")
 KNOBS = ("optimizer.lr", "batch.size", "batch.accumulate", "seed", "l2")
 
 
 def summarise(outcome: Outcome, history: History, data: Data, device, dtype) -> dict:
-    last = history.last
+    """final: the last value of each tag, where train/* are the final parameters' values on the
+    whole training set (final/train_*), not the last logged interval's mean (kept apart as
+    train/interval_loss): a sweeper minimising the train loss minimises the real one."""
+    last = dict(history.last)
+    if "train/loss" in last:
+        last["train/interval_loss"] = last["train/loss"]
+    last |= {k.replace("final/train_", "train/"): v for k, v in last.items()
+             if k.startswith("final/train_")}  # fmt: skip
     return {
         "status": outcome.status,
         "stop_reason": outcome.stop_reason,
@@ -24,7 +32,7 @@ def summarise(outcome: Outcome, history: History, data: Data, device, dtype) -> 
         "steps": outcome.steps,
         "examples": outcome.examples,
         "epochs": round(outcome.examples / data.n_train, 4),
-        "final": {k: last[k] for k in FINAL if k in last},
+        "final": {k: last[k] for k in (*FINAL, "train/interval_loss") if k in last},
         "best": dict(history.best),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),

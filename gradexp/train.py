@@ -16,6 +16,7 @@ from gradexp.durable.signals import StopSignals
 from gradexp.probes import Probe
 from gradexp.probes.norms import snapshot, step_row, update_stats
 from gradexp.record.history import History
+from gradexp.record.stops import blown_parameters
 
 
 @dataclass
@@ -90,6 +91,7 @@ def train(
     plan: Plan,
     *,
     evaluate: Callable[[], dict[str, Tensor]] | None = None,
+    final: Callable[[], dict[str, Tensor]] | None = None,
     probes: Sequence[Probe] = (),
     progress=None,
     checkpoint: Checkpointer | None = None,
@@ -105,8 +107,8 @@ def train(
     for epoch, i, micro in updates(batches, at, plan.epochs if reason == "epochs" else 0):
         at.step += 1
         step = at.step
-        final = step >= plan.max_steps or (epoch == plan.epochs and i == per_epoch)
-        logged = step % plan.log_every == 0 or final
+        last = step >= plan.max_steps or (epoch == plan.epochs and i == per_epoch)
+        logged = step % plan.log_every == 0 or last
         optimizer.zero_grad(set_to_none=True)
         loss, penalty = forward_backward(model, loss_fn, micro, params, plan.l2)
         row = step_row(loss, penalty, [p.grad for p in params])
@@ -144,7 +146,7 @@ def train(
         if step >= plan.max_steps:
             reason = "max_steps"
             break
-    return ending(history, evaluate, plan, at, reason, flushes.stop, interrupt)
+    return ending(history, (evaluate, final, params), plan, at, reason, flushes.stop, interrupt)
 
 
 def updates(batches: Batches, at: Position, epochs: int) -> Iterator[tuple[int, int, Micro]]:
@@ -171,13 +173,13 @@ def evaluations(history, evaluate, plan: Plan, at: Position, epoch_end: bool) ->
     """Every eval_every steps, or (without it) at the epoch's end, where the epoch/* series get
     the held-out values too."""
     if evaluate and plan.eval_every and at.step % plan.eval_every == 0:
-        history.point(at.step, evaluate())
+        history.point(at.step, evaluate() | {"time": history.elapsed()})
         at.evaluated = at.step
     if epoch_end:
         extra = {}
         if evaluate and not plan.eval_every:
             values = evaluate()
-            history.point(at.step, values)
+            history.point(at.step, values | {"time": history.elapsed()})
             at.evaluated = at.step
             extra = {f"epoch/{k.replace('/', '_')}": v for k, v in values.items()}
         history.end_epoch(at.epoch, at.step, extra)
@@ -207,15 +209,22 @@ class Flushes:
         return self.stop
 
 
-def ending(history, evaluate, plan: Plan, at: Position, reason: str, stop, interrupt) -> Outcome:
-    """The last flush, the final parameters evaluated, and how the run ended."""
-    step = at.step
+def ending(history, measures, plan: Plan, at: Position, reason: str, stop, interrupt) -> Outcome:
+    """The last flush, the final parameters evaluated on the held-out and on the whole training
+    set (final/*: what summary.json reports), and how the run ended."""
+    step, (evaluate, final, params) = at.step, measures
     if reason == "signal":
         history.flush()
         message = f"interrupted by {interrupt.name} at step {step}"
         return Outcome("interrupted", "signal", message, step, at.examples)
+    norm = (
+        torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))).item() if params else 0.0
+    )
+    stop = stop or blown_parameters(step, norm)  # one host read, at the end
     if evaluate and stop is None and at.evaluated != step:
-        history.point(step, evaluate())  # the final parameters are always evaluated
+        history.point(step, evaluate() | {"time": history.elapsed()})
+    if final and (stop is None or stop.reason != "diverged"):
+        history.point(step if stop is None else stop.step, final())
     stop = history.close(step) or stop
     if stop is not None:
         status = "diverged" if stop.reason == "diverged" else "ok"

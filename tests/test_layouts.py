@@ -18,7 +18,9 @@ PROBES = ["curvature/sharpness", "curvature/threshold", "noise/scale", "noise/sn
           "gradcheck/max_rel_error", "taylor/actual", "taylor/first_order",
           "taylor/second_order", "function/grad_autograd/x", "function/grad_symbolic/x",
           "function/grad_fd/x", "function/grad_autograd/w[0]", "function/grad_fd/w[0]"]  # fmt: skip
-UNCHARTED = {"train/epoch", "train/examples", "epoch/eval_accuracy"}  # in Time Series only
+# In Time Series only (final/*: one point each, at the last step, summarised in summary.json).
+UNCHARTED = {"train/epoch", "train/examples", "epoch/eval_accuracy", "final/train_loss",
+             "final/train_accuracy", "final/train_l2"}  # fmt: skip
 
 
 def charts(layout: layout_pb2.Layout) -> dict[str, dict[str, layout_pb2.Chart]]:

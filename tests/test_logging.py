@@ -128,7 +128,7 @@ def test_update_size_is_lr_times_gradient_for_sgd(run_dir):
 
 
 def test_divergence_stops_at_the_exact_step_and_logs_stay_readable(tmp_path):
-    bad = ("optimizer.lr=80", "batch=full", "epochs=100")
+    bad = ("optimizer.lr=80", "batch=full", "epochs=100", "diverge.factor=null")  # NaN itself
     every = run_experiment(tmp_path / "a", *bad, "log_every=1", "flush_secs=0")
     lazy = run_experiment(tmp_path / "b", *bad, "log_every=10", "flush_secs=1000")
     losses = series(tmp_path / "a", "train/loss")

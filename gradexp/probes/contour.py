@@ -37,6 +37,12 @@ def draw(expr: sympy.Expr, symbols: list, path: np.ndarray, values: np.ndarray, 
     finite = np.isfinite(path).all(1) & (np.abs(path) < 1e6).all(1)
     shown = path[finite]
     names = [s.name for s in symbols]
+    _values(right, values)
+    if not len(shown):
+        left.text(0.5, 0.5, "no point of the path within |θ| < 1e6", ha="center",
+                  transform=left.transAxes)  # fmt: skip
+        left.set_title(title, fontsize=10)
+        return fig
     if len(symbols) == 1:
         lo, hi = _box(shown)
         xs = np.linspace(lo[0], hi[0], 400)
@@ -68,16 +74,20 @@ def draw(expr: sympy.Expr, symbols: list, path: np.ndarray, values: np.ndarray, 
     if not finite.all():
         title += f" ({(~finite).sum()} points beyond |θ| > 1e6 not drawn)"
     left.set_title(title, fontsize=10)
+    return fig
+
+
+def _values(ax, values: np.ndarray) -> None:
+    """f against the step, on a log axis where it spans more than a factor of 100."""
     steps = np.arange(len(values))
     positive = np.isfinite(values) & (values > 0)
-    right.plot(steps, values, color="#4575b4")
+    ax.plot(steps, values, color="#4575b4")
     if positive.all() and values.max() / max(values.min(), 1e-300) > 100:
-        right.set_yscale("log")
-    right.set_xlabel("step")
-    right.set_ylabel("f(θ)")
-    right.set_title("objective along the path", fontsize=10)
-    right.grid(alpha=0.3)
-    return fig
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("f(θ)")
+    ax.set_title("objective along the path", fontsize=10)
+    ax.grid(alpha=0.3)
 
 
 def to_rgb(fig: Figure) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from gradexp.record.aggregate import Aggregator
 from gradexp.record.rows import DeviceRows, Pending
-from gradexp.record.stops import Rules, Stop, first_stop
+from gradexp.record.stops import Rules, Stop, first_stop, levels
 
 log = logging.getLogger("gradexp")
 BEST = {"train/loss": min, "eval/loss": min, "eval/accuracy": max}
@@ -39,6 +39,7 @@ class History:
         self.best: dict[str, float] = {}
         self.start = time.perf_counter()
         self.stopped: Stop | None = None
+        self.head: list[float] = []  # the first losses: the level diverge.factor compares with
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -59,7 +60,8 @@ class History:
     def ingest(self, pending: Pending) -> Stop | None:
         """Check, aggregate and write host values (one member's, for a vectorised group)."""
         rows = self._with_total(pending.rows)
-        stop = first_stop(rows, self.columns, pending.steps, pending.lrs, self.rules)
+        level, self.head = levels(self.head, rows[:, 0], self.rules.window)
+        stop = first_stop(rows, self.columns, pending.steps, pending.lrs, self.rules, level)
         limit = stop.step if stop else math.inf
         steps = [s for s in pending.steps if s <= limit]
         rows = rows[: len(steps)]
@@ -108,7 +110,12 @@ class History:
         """The rows with the global gradient norm inserted before the per-layer norms."""
         if raw is None:
             return np.zeros((0, len(self.columns)))
-        total = np.sqrt(np.square(raw[:, self.layers]).sum(1, keepdims=True))
+        layers = raw[:, self.layers]
+        # Scaled by the largest layer norm: squares of norms beyond 1e154 would overflow to inf
+        # (and below 1e-154 underflow to 0) in float64 while the norm itself is finite.
+        scale = np.abs(layers).max(1, keepdims=True)
+        scale[~np.isfinite(scale) | (scale == 0)] = 1.0
+        total = scale * np.sqrt(np.square(layers / scale).sum(1, keepdims=True))
         at = self.layers[0]
         return np.hstack([raw[:, :at], total, raw[:, at:]])
 
@@ -128,6 +135,7 @@ class History:
             "elapsed": self.elapsed(),
             "warnings": list(self.warnings),
             "watch": self.watch.state() if self.watch is not None else None,
+            "head": list(self.head),
         }
 
     def load_state(self, state: dict) -> None:
@@ -135,6 +143,7 @@ class History:
         self.last, self.best = dict(state["last"]), dict(state["best"])
         self.start = time.perf_counter() - state["elapsed"]
         self.warnings = list(state["warnings"])
+        self.head = list(state.get("head", []))
         if self.watch is not None and state["watch"] is not None:
             self.watch.load_state(state["watch"])
 

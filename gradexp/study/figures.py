@@ -22,6 +22,7 @@ X_LABELS = {
 }
 X_TAGS = {"epoch": "train/epoch", "examples": "train/examples"}
 CORE_GROUPS = {"train", "eval", "epoch", "grad"}  # drawn by the loss and gradient-norm figures
+ONE_POINT = {"final"}  # final/*: one value per run, in summary.json and the report's table
 MAX_PANELS = 12
 
 
@@ -112,7 +113,7 @@ def tag_groups(configs: list[Config]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for t in tags:
         g = t.split("/")[0]
-        if g not in CORE_GROUPS and not t.endswith(("_min", "_max")):
+        if g not in CORE_GROUPS | ONE_POINT and not t.endswith(("_min", "_max")):
             groups.setdefault(g, []).append(t)
     return groups
 
