@@ -224,7 +224,9 @@ def ending(history, measures, plan: Plan, at: Position, reason: str, stop, inter
     if evaluate and stop is None and at.evaluated != step:
         history.point(step, evaluate() | {"time": history.elapsed()})
     if final and (stop is None or stop.reason != "diverged"):
-        history.point(step if stop is None else stop.step, final())
+        at_step, values = step if stop is None else stop.step, final()
+        history.point(at_step, values)
+        stop = stop or history.judge_final(at_step, values["final/train_loss"].item())
     stop = history.close(step) or stop
     if stop is not None:
         status = "diverged" if stop.reason == "diverged" else "ok"

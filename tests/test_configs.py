@@ -20,6 +20,8 @@ def compatible(group: str, option: str, csv_path) -> list[str]:
         args.append("loss=mse")
     if group == "data" and option == "file":
         args += [f"data.path={csv_path}", "data.target=label"]
+    if group == "model" and option == "rosenbrock":  # λ_max ≈ 1200 at its start: lr < 2/1200
+        args.append("optimizer.lr=0.001")
     return args
 
 

@@ -87,8 +87,10 @@ def test_default_function_run_logs_side_by_side_and_draws_the_path(run_dir):
     assert first["step"] == 1 and first["function/value"] == 8.0
     for kind in ("autograd", "symbolic", "fd"):
         assert first[f"function/grad_{kind}/x"] == pytest.approx(4.0, abs=1e-8)
-    # Step 15's loss is f at the point after 14 updates, each multiplying θ by 1 − 2·0.1.
-    assert summary["final"]["train/loss"] == pytest.approx(8 * 0.8 ** (2 * 14), rel=1e-12)
+    # Step 15's loss is f at the point after 14 updates, each multiplying θ by 1 − 2·0.1; the
+    # final train loss is f after all 15.
+    assert summary["final"]["train/interval_loss"] == pytest.approx(8 * 0.8**28, rel=1e-12)
+    assert summary["final"]["train/loss"] == pytest.approx(8 * 0.8**30, rel=1e-12)
     assert summary["probes"]["function"]["end"]["x"] == pytest.approx(2 * 0.8**15, rel=1e-12)
     png = run_dir / "trajectory.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

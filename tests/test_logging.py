@@ -108,7 +108,8 @@ def test_events_match_jsonl_and_carry_config_and_hparams(run_dir):
     plugins = acc.PluginTagToContent("hparams")
     # A session per run and no experiment record: TensorBoard builds that from all runs.
     assert set(plugins) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
-    assert summary["final"]["train/l2"] == pytest.approx(events["train/l2"][-1][1], rel=1e-6)
+    # train/l2 is λ‖θ‖² at each step's θ; the summary's is the final parameters' (final/train_l2)
+    assert summary["final"]["train/l2"] == pytest.approx(events["final/train_l2"][-1][1], rel=1e-6)
 
 
 def test_l2_term_is_lambda_times_squared_parameter_norm(run_dir):

@@ -96,6 +96,18 @@ class History:
         self.stopped = self.stopped or stop
         return stop
 
+    def judge_final(self, step: int, loss: float) -> Stop | None:
+        """The stop rules on the final parameters' loss over the whole training set: after the
+        last step no later loss would show that it went to inf or blew up."""
+        rows = np.array([[loss, *[0.0] * (len(self.columns) - 1)]])
+        level = np.array([np.mean(self.head)]) if self.head else None
+        stop = first_stop(rows, self.columns, [step], [math.nan], self.rules, level)
+        if stop is None or stop.reason != "diverged":
+            return None
+        why = stop.message.partition(": ")[2].replace("the loss", "the final parameters' loss")
+        return Stop("diverged", step, f"diverged at step {step}, final train loss={loss:.4g}: "
+                    f"{why}")  # fmt: skip
+
     def close(self, final_step: int) -> Stop | None:
         """Flush, then write the last partial interval so the final step is always logged."""
         stop = self.flush()
