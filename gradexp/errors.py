@@ -1,5 +1,7 @@
 """The one error a user should see for bad input: key, value and what is allowed, on one line."""
 
+import difflib
+
 
 class ConfigError(ValueError):
     """A config value (or a file it names) that gradexp cannot run with."""
@@ -18,8 +20,10 @@ def check_choice(key: str, value: object, allowed) -> None:
         raise ConfigError(key, value, f"not allowed; choose one of {', '.join(map(str, allowed))}")
 
 
-def check_number(key: str, value: object, *, low=None, high=None, integer=False, strict=True):
-    """Return value if it is a number in range, else raise a ConfigError saying what is allowed."""
+def check_number(key: str, value: object, *, low=None, high=None, integer=False, strict=True,
+                 finite=True):  # fmt: skip
+    """Return value if it is a number in range (and finite, unless finite=False), else raise a
+    ConfigError saying what is allowed."""
     kind = "an integer" if integer else "a number"
     bounds = []
     if low is not None:
@@ -32,6 +36,19 @@ def check_number(key: str, value: object, *, low=None, high=None, integer=False,
         raise ConfigError(key, repr(value) if isinstance(value, str) else value, want)
     if value != value or (low is not None and (value <= low if strict else value < low)):
         raise ConfigError(key, value, want)
+    if finite and not integer and value in (float("inf"), float("-inf")):
+        raise ConfigError(key, value, want.replace("a number", "a finite number"))
     if high is not None and value > high:
         raise ConfigError(key, value, want)
     return value
+
+
+def nearest(name: str, candidates: list[str]) -> str | None:
+    """The candidate a misspelt or misplaced name most likely meant: one whose last part is the
+    name's last part (lr → optimizer.lr), else the closest spelling (optimizer.lrr → .lr)."""
+    tail = name.rpartition(".")[2]
+    same = [c for c in candidates if c.rpartition(".")[2] == tail]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import torch
 from hydra.errors import InstantiationException
@@ -20,6 +21,7 @@ from gradexp.knobs import Knobs, check_knobs, plain
 from gradexp.record.history import History
 from gradexp.record.stops import Rules
 from gradexp.record.watch import GrowthWatch
+from gradexp.runtime import available_bytes
 from gradexp.train import Outcome, Plan, evaluate, train
 
 SPLIT_KEYS = ("eval_fraction", "standardize", "split_seed")
@@ -105,6 +107,7 @@ def build(cfg: DictConfig, choices: dict) -> Experiment:
     size = None if is_function else cfg.batch.size
     if size is not None and size > data.n_train:
         raise ConfigError("batch.size", size, f"must be ≤ {data.n_train}, the training set size")
+    check_memory(cfg, data, knobs)
     model = make("model", cfg.model, data.in_features, data.out_features)
     model = model.to(device=knobs.device, dtype=knobs.dtype)
     optimizer = make("optimizer", cfg.optimizer, model.parameters())
@@ -122,7 +125,8 @@ def build(cfg: DictConfig, choices: dict) -> Experiment:
     return Experiment(
         knobs, plain(cfg), data, model, loss_fn, optimizer, scheduler, batches, total, title,
         is_function, evaluator(model, loss_fn, data, knobs.dtype),
-        build_probes(cfg, knobs, batches, is_function), (cfg.explode.factor, cfg.explode.window),
+        build_probes(cfg, knobs, batches, is_function, model),
+        (cfg.explode.factor, cfg.explode.window),
         cfg.diverge.factor,
     )  # fmt: skip
 
@@ -147,7 +151,30 @@ def make(group: str, node: DictConfig, *args, **kwargs):
         raise ConfigError(group, node.get("_target_"), str(e).splitlines()[0]) from None
 
 
+def check_memory(cfg: DictConfig, data: datasets.Data, knobs: Knobs) -> None:
+    """An MLP that cannot fit (model.hidden=[1000000000000]) is refused before torch tries to
+    allocate it: parameters, gradients and two optimizer moments, and the widest layer's
+    activations over the whole training set (full batches, the final evaluation)."""
+    if cfg.model.get("_target_") != "gradexp.models.MLP":
+        return
+    sizes = [data.in_features, *cfg.model.hidden, data.out_features]
+    params = sum((a + 1) * b for a, b in pairwise(sizes))
+    size = torch.finfo(knobs.dtype).bits // 8
+    need = size * (4 * params + 2 * data.n_train * max(sizes))
+    have = available_bytes(knobs.device)
+    if need > have:
+        raise ConfigError("model.hidden", list(cfg.model.hidden), f"needs about {need / 1e9:.3g} "
+                          f"GB ({params:.3g} parameters), more than the {have / 1e9:.3g} GB free "
+                          f"on {knobs.device}")  # fmt: skip
+
+
 def load_data(cfg: DictConfig, knobs: Knobs) -> datasets.Data:
+    node = cfg.data
+    if isinstance(node.get("n"), int) and isinstance(node.get("features", 2), int):
+        need = 8 * 4 * node.n * (node.get("features", 2) + 1)  # x, y; split and standardised
+        if need > available_bytes(torch.device("cpu")):
+            raise ConfigError("data.n", node.n, f"needs about {need / 1e9:.3g} GB of memory, more "
+                              "than is free here")  # fmt: skip
     loader = OmegaConf.masked_copy(cfg.data, [k for k in cfg.data if k not in SPLIT_KEYS])
     arrays = make("data", loader)
     split = {k: cfg.data[k] for k in SPLIT_KEYS}
@@ -176,13 +203,19 @@ def is_objective(node: DictConfig) -> bool:
         return False
 
 
-def build_probes(cfg: DictConfig, knobs: Knobs, batches: Batches, is_function: bool) -> list:
+def build_probes(cfg: DictConfig, knobs: Knobs, batches: Batches, is_function: bool,
+                 model: nn.Module) -> list:  # fmt: skip
     """probes=[noise,sharpness,…]: each probe gets the training set and λ besides its config.
     model=function always gets the function probe (gradients side by side, the path plot)."""
-    probes = [
-        make(f"probes.{name}", node, data=(batches.x, batches.y), l2=knobs.l2)
-        for name, node in (cfg.get("probes") or {}).items()
-    ]
+    probes = []
+    for name, node in (cfg.get("probes") or {}).items():
+        probe = make(f"probes.{name}", node, data=(batches.x, batches.y), l2=knobs.l2)
+        if hasattr(probe, "check"):  # fits this model? Before anything is written
+            try:
+                probe.check(model)
+            except ConfigError as e:
+                raise e.under(f"probes.{name}") from None
+        probes.append(probe)
     if is_function:
         from gradexp.probes.function import FunctionGradients
 

@@ -9,6 +9,7 @@ import sympy
 import torch
 from torch import Tensor, nn
 
+from gradexp import formula
 from gradexp.data import Data
 from gradexp.errors import ConfigError
 
@@ -36,6 +37,7 @@ def parse(text: str, constants: dict[str, float] | None = None) -> sympy.Expr:
         )
     if not ALLOWED.match(text) or "__" in text or re.search(r"\.(?!\d)", text) or "lambda" in text:
         raise ConfigError("expression", repr(text), f"has characters not accepted; {ALLOWED_TEXT}")
+    formula.check(text, FUNCTIONS)  # Python's parse first: no keyword, no giant constant
     from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 
     names = {
@@ -55,7 +57,7 @@ def parse(text: str, constants: dict[str, float] | None = None) -> sympy.Expr:
         raise ConfigError(
             "expression", repr(text), f"is not a formula ({why}); {ALLOWED_TEXT}"
         ) from None
-    if not isinstance(expr, sympy.Expr):
+    if not isinstance(expr, sympy.Expr) or expr.has(sympy.zoo, sympy.nan, sympy.oo, sympy.I):
         raise ConfigError("expression", repr(text), "is not a real-valued formula")
     expr = expr.subs({sympy.Symbol(k): sympy.Float(v) for k, v in (constants or {}).items()})
     # Real variables: d|x|/dx is then sign(x), not an expression in re(x) and im(x).
@@ -138,6 +140,12 @@ class FunctionModel(nn.Module):
             self.register_parameter(
                 name, nn.Parameter(torch.tensor(float(value), dtype=torch.float64))
             )
+        with torch.no_grad():
+            value = float(evaluate(self.expression, self.point()))
+        if not math.isfinite(value):  # log(x) at x = −1: outside f's domain from the start
+            shown = "{" + ", ".join(f"{v}: {start[v]}" for v in self.variables) + "}"
+            raise ConfigError("start", shown, f"f is {value} there (outside its domain); "
+                              "start where f is finite")  # fmt: skip
 
     def point(self) -> dict[sympy.Symbol, Tensor]:
         return {s: getattr(self, s.name) for s in self.symbols}

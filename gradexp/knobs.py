@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gradexp.checks import check_groups
-from gradexp.errors import ConfigError, check_choice, check_number
+from gradexp.errors import ConfigError, check_choice, check_number, nearest
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -33,7 +33,12 @@ class Knobs:
 
 def check_knobs(cfg: DictConfig) -> Knobs:
     """Every run-level value, before anything is built: errors name the key and what is allowed."""
-    check_number("seed", cfg.seed, low=0, integer=True, strict=False)
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    for key in sorted(OmegaConf.missing_keys(own)):  # `???` in a preset: data=file's data.path
+        example = {"data.path": "data.path=my.csv", "data.target": "data.target=label"}.get(key)
+        why = f"is required: give it on the command line{f', e.g. {example}' if example else ''}"
+        raise ConfigError(key, "???", why)
+    check_number("seed", cfg.seed, low=0, high=2**63 - 1, integer=True, strict=False)
     check_number("epochs", cfg.epochs, low=1, integer=True, strict=False)
     if cfg.max_steps is not None:
         check_number("max_steps", cfg.max_steps, low=1, integer=True, strict=False)
@@ -52,6 +57,7 @@ def check_knobs(cfg: DictConfig) -> Knobs:
     check_number("data.eval_fraction", cfg.data.eval_fraction, low=0, high=0.9, strict=False)
     check_choice("dtype", cfg.dtype, DTYPES)
     check_groups(plain(cfg))
+    check_representable(cfg.optimizer, DTYPES[cfg.dtype])
     return Knobs(
         resolve_device(str(cfg.device)),
         DTYPES[cfg.dtype],
@@ -65,6 +71,48 @@ def check_knobs(cfg: DictConfig) -> Knobs:
         cfg.stop.loss_tol,
         cfg.stop.time_limit,
     )
+
+
+def check_representable(optimizer: DictConfig, dtype: torch.dtype) -> None:
+    """Optimizer numbers the parameters' dtype can hold: torch refuses lr=1e39 for float32
+    parameters only once it steps (a traceback mid-run)."""
+    biggest = torch.finfo(dtype).max
+    for key, value in optimizer.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > biggest:
+            why = f"is beyond what {dtype} can hold (±{biggest:.3g})"
+            raise ConfigError(
+                f"optimizer.{key}", value, f"{why}; use a smaller value or dtype=float64"
+            )
+
+
+def check_overrides(cfg: DictConfig, overrides: list[str], choices: dict) -> None:
+    """A +key=value that adds a key nothing reads (+lr=0.5 trains at optimizer.lr without a
+    word) is refused, with the nearest real key. A + under a node with a _target_ passes its
+    value to that constructor (+optimizer.amsgrad=true), which is fine."""
+    for item in overrides:
+        if not item.startswith("+"):
+            continue
+        key, _, value = item.lstrip("+").partition("=")
+        parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
+        if key in choices or (isinstance(parent, DictConfig) and "_target_" in parent):
+            continue
+        hint = nearest(key, [k for k in dotted(cfg) if k != key])
+        raise ConfigError(key, value, "gradexp reads no such key (a + override adds one that "
+                          f"nothing uses){f'; did you mean {hint}?' if hint else ''}")  # fmt: skip
+
+
+def dotted(cfg, prefix: str = "") -> list[str]:
+    """Every leaf key of a config as a dotted path (the hydra node left out)."""
+    out = []
+    for key in cfg:
+        if not prefix and key == "hydra":
+            continue
+        node = cfg._get_node(key) if isinstance(cfg, DictConfig) else None
+        if isinstance(node, DictConfig):
+            out += dotted(node, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def threads(cfg: DictConfig) -> int:

@@ -19,9 +19,10 @@ from gradexp.durable.outdir import UsedRunDir, fresh, writable
 from gradexp.durable.signals import StopSignals
 from gradexp.errors import ConfigError
 from gradexp.experiment import Experiment, build
+from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
 from gradexp.record.logger import Logger, rewind, write_summary
-from gradexp.record.progress import progress_bar
+from gradexp.record.progress import check_environment, progress_bar
 from gradexp.runtime import defer_dynamo, threads
 from gradexp.summary import hparams, objective, one_line, shown_path, summarise
 
@@ -68,20 +69,24 @@ def run(
     cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str], interrupt=None
 ) -> dict:
     """Build everything from the config, train, and return the summary (also on disk)."""
+    check_overrides(cfg, overrides, choices)
+    if cfg.progress:
+        check_environment()
     exp = build(cfg, choices)
     saved = resume.latest(run_dir, exp.config, exp.model) if cfg.resume else None
+    history, start = exp.history(sink=None), None
+    if saved:  # everything restored (or the checkpoint refused) before a log file is touched
+        start = restore(saved, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
+                        batches=exp.batches, history=history, probes=exp.probes)  # fmt: skip
     if cfg.resume:
         rewind(run_dir, saved["logs"] if saved else {})  # what came after the checkpoint goes
     logger = Logger(run_dir, purge_step=saved["position"]["step"] + 1 if saved else None)
-    history = exp.history(logger)
+    history.sink = logger
     saver = Checkpointer(run_dir, cfg.checkpoint_every, model=exp.model, optimizer=exp.optimizer,
                          scheduler=exp.scheduler, batches=exp.batches, history=history,
                          logger=logger, config=exp.config, probes=exp.probes)  # fmt: skip
-    start = None
     if saved:
-        start = restore(saved, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
-                        batches=exp.batches, history=history, probes=exp.probes)  # fmt: skip
-        logger.tags.update(saved["tags"])
+        logger.tags.update(saved.get("tags", []))
     else:
         logger.text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
     log.info(exp.title)

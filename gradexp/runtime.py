@@ -4,6 +4,7 @@ not need."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from contextlib import contextmanager
@@ -86,3 +87,18 @@ def threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory free for a run: the GPU's, or the machine's (MemAvailable: what can be had
+    without swapping); the total where neither can be read."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

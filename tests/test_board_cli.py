@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,46 @@ def test_ctrl_c_stops_tensorboard_and_its_data_server(tmp_path):
             board.wait(timeout=30)
         for pid in processes_mentioning(str(sweep)):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_board_stops_tensorboard_and_its_data_server(tmp_path):
+    """kill -9 runs none of gradexp.board's clean-up: TensorBoard is told by the kernel
+    (PR_SET_PDEATHSIG) and its data server follows it."""
+    sweep = tmp_path / "killed-board"
+    write_points(sweep / "0_optimizer=sgd", 5)
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    board = subprocess.Popen([sys.executable, "-m", "gradexp.board", str(sweep)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        url = board.stdout.readline().split()[-1].removesuffix("/")
+        tbkit.wait_for_runs(url, 1)
+        assert len(processes_mentioning(str(sweep))) == 3
+        board.kill()
+        board.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while processes_mentioning(str(sweep)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_mentioning(str(sweep)) == []
+    finally:
+        for pid in processes_mentioning(str(sweep)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_host_beyond_loopback_is_said_out_loud_before_it_binds(tmp_path, capsys):
+    """192.0.2.1 (TEST-NET-1) is no interface here: TensorBoard cannot bind it, and the
+    warning has been printed by then. No packet leaves the machine."""
+    from gradexp.study.board import loopback, main
+
+    write_points(tmp_path / "run", 2)
+    assert loopback("127.0.0.2") and loopback("::1") and loopback("localhost")
+    assert not loopback("0.0.0.0") and not loopback("example.org")
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main([str(tmp_path), "--host", "192.0.2.1"]) == 1
+    finally:
+        signal.signal(signal.SIGTERM, before)  # main() sets its own for `kill`
+    err = capsys.readouterr().err
+    assert err.startswith("gradexp board: warning: --host 192.0.2.1 serves these runs")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--bind_all"])

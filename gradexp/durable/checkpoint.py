@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gradexp.errors import ConfigError
+
 log = logging.getLogger("gradexp")
 FOLDER = "checkpoints"
 KEEP = 2
@@ -124,7 +126,18 @@ def load_latest(run_dir: Path, usable=None) -> tuple[dict | None, list[str]]:
 
 
 def restore(state: dict, *, model, optimizer, scheduler, batches, history, probes=()) -> Position:
-    """Put every saved state back; the data order resumes mid-epoch where it stopped."""
+    """Put every saved state back; the data order resumes mid-epoch where it stopped. A
+    checkpoint whose fields do not fit (tampered, or from other code) is one ConfigError."""
+    try:
+        return _restore(state, model, optimizer, scheduler, batches, history, probes)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError("resume", "true", f"checkpoint {state.get('path')} is damaged "
+                          f"({type(e).__name__}: {why}); delete it to resume from the one "
+                          "before, or start over with overwrite=true") from None  # fmt: skip
+
+
+def _restore(state, model, optimizer, scheduler, batches, history, probes) -> Position:
     model.load_state_dict(state["model"])
     device = next(model.parameters()).device
     for probe, saved in zip(probes, state.get("probes", [])):

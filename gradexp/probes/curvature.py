@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradexp.errors import ConfigError, check_choice
+from gradexp.errors import ConfigError, check_choice, check_number
 from gradexp.probes.eigen import hutchinson_trace, lanczos, power_iteration
 from gradexp.probes.objective import exact_hessian, hvp_operator, jacobian, whole_batch
 from gradexp.probes.schedule import Scheduled
@@ -67,10 +67,8 @@ class Sharpness(FixedBatch):
     ):
         super().__init__(every, batch, data, l2, per_decade)
         check_choice("method", method, ("power", "lanczos"))
-        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-            raise ConfigError("iters", iters, "must be an integer ≥ 1")
-        if not isinstance(tol, int | float) or tol < 0:
-            raise ConfigError("tol", tol, "must be a number ≥ 0 (0: always `iters` products)")
+        check_number("iters", iters, low=1, integer=True, strict=False)
+        check_number("tol", tol, low=0, strict=False)  # 0: always `iters` products
         self.iters, self.tol, self.method, self.vector = iters, tol, method, None
 
     def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
@@ -113,15 +111,20 @@ class Hessian(FixedBatch):
     ):
         super().__init__(every, batch, data, l2, per_decade)
         check_choice("method", method, ("hutchinson", "exact"))
+        check_number("samples", samples, low=1, integer=True, strict=False)
+        check_number("max_params", max_params, low=1, integer=True, strict=False)
         self.samples, self.method, self.max_params = samples, method, max_params
         self.generator = None
 
+    def check(self, model: nn.Module) -> None:
+        """Before the first step: the exact Hessian is P×P."""
+        size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if self.method == "exact" and size > self.max_params:
+            why = f"the model has {size} parameters > max_params={self.max_params}"
+            raise ConfigError("method", "exact", f"{why}; use hutchinson or raise max_params")
+
     def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
         if self.method == "exact":
-            size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            if size > self.max_params:
-                why = f"the model has {size} parameters > max_params={self.max_params}"
-                raise ConfigError("probes.hessian.method", "exact", f"{why}; use hutchinson")
             x, y = whole_batch(micro) if self.batch == "current" else self.fixed
             h = exact_hessian(model, loss_fn, x, y, self.l2).detach()
             eig = torch.linalg.eigvalsh(h)

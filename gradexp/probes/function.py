@@ -8,7 +8,7 @@ import sympy
 import torch
 from torch import Tensor, nn
 
-from gradexp.errors import ConfigError
+from gradexp.errors import ConfigError, check_number
 from gradexp.function import FunctionModel, evaluate
 from gradexp.probes.schedule import Scheduled
 
@@ -32,8 +32,9 @@ class FunctionGradients(Scheduled):
         l2: float = 0.0,
     ):
         super().__init__(every, per_decade)
-        if not isinstance(h, int | float) or h <= 0:
-            raise ConfigError("h", h, "must be a number > 0")
+        check_number("h", h, low=0)
+        if not isinstance(plot, bool):
+            raise ConfigError("plot", repr(plot), "must be true or false")
         self.h, self.plot, self.l2 = float(h), plot, l2
         self.model: FunctionModel | None = None
         self.path: list[tuple[int, Tensor]] = []  # (step, θ before that step's update)
@@ -43,9 +44,12 @@ class FunctionGradients(Scheduled):
         self.step = step  # the loop asks every step: the last one asked is the run's last step
         return super().due(step)
 
-    def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
+    def check(self, model: nn.Module) -> None:
         if not isinstance(model, FunctionModel):
-            raise ConfigError("probes.function", type(model).__name__, "needs model=function")
+            raise ConfigError("model", type(model).__name__, "not a formula: this probe needs "
+                              "model=function (or parabola, quadratic, rosenbrock)")  # fmt: skip
+
+    def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
         self.optimizer = f"{type(optimizer).__name__}(lr={optimizer.param_groups[0]['lr']:g})"
         if self.model is None:
             self.model = model

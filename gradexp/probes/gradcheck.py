@@ -8,7 +8,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from gradexp.errors import ConfigError
+from gradexp.errors import check_number
 from gradexp.probes.objective import flat, objective, trainable, unflat, whole_batch
 from gradexp.probes.schedule import Scheduled
 
@@ -37,11 +37,10 @@ class GradCheck(Scheduled):
         l2=0.0,
     ):
         super().__init__(every, per_decade)
-        if not isinstance(coords, int) or coords < 1:
-            raise ConfigError("coords", coords, "must be an integer ≥ 1")
+        check_number("coords", coords, low=1, integer=True, strict=False)
         for key, value in (("h", h), ("tol", tol)):
-            if not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(key, value, "must be a number > 0")
+            check_number(key, value, low=0)
+        check_number("atol", atol, low=0, strict=False)
         self.coords, self.h, self.tol, self.atol, self.l2 = coords, h, tol, atol, l2
         self.generator, self.worst, self.step, self.at = None, None, 0, []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradexp.errors import ConfigError, check_choice
+from gradexp.errors import ConfigError, check_choice, check_number
 from gradexp.probes.objective import gradient, whole_batch
 from gradexp.probes.persample import linear_only, linear_sample_norms, per_sample_grads
 from gradexp.probes.schedule import Scheduled
@@ -54,14 +54,20 @@ class Noise(Scheduled):
                  per_decade: int = 10, *, data=None, l2: float = 0.0):  # fmt: skip
         super().__init__(every, per_decade)
         check_choice("method", method, ("auto", "vmap", "hooks"))
-        if full_every is not None and (not isinstance(full_every, int) or full_every < 1):
-            raise ConfigError("full_every", full_every, "must be an integer ≥ 1 or null")
+        if full_every is not None:
+            check_number("full_every", full_every, low=1, integer=True, strict=False)
         self.method, self.full_every, self.data, self.l2 = method, full_every, data, l2
         self.step, self.full = 0, None
 
     def due(self, step: int) -> bool:
         self.step = step
         return super().due(step)
+
+    def check(self, model: nn.Module) -> None:
+        """hooks needs every parameter in an nn.Linear (auto falls back to vmap)."""
+        if self.method == "hooks" and not linear_only(model):
+            raise ConfigError("method", "hooks", f"needs a model of nn.Linear layers only, not "
+                              f"{type(model).__name__}; use auto or vmap")  # fmt: skip
 
     def __call__(self, *, model: nn.Module, micro, loss_fn, optimizer) -> dict[str, Tensor]:
         x, y = whole_batch(micro)

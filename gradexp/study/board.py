@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import ipaddress
 import json
 import os
 import re
@@ -38,11 +40,18 @@ def pages(url: str) -> dict[str, str]:
     }
 
 
-def tensorboard_args(logdir: Path, port: int) -> list[str]:
-    """The flags gradexp's logs need, served on the loopback interface only."""
+def loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def tensorboard_args(logdir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The flags gradexp's logs need, served on the loopback interface unless told otherwise."""
     return [
         "--logdir", str(logdir),
-        "--host", "127.0.0.1",
+        "--host", host,
         "--port", str(port),  # 0: a free port, which TensorBoard prints
         "--samples_per_plugin", f"scalars={ALL_POINTS}",
         "--window_title", "gradexp",
@@ -81,18 +90,37 @@ def logdir(dirs: list[Path]) -> tuple[Path, Path | None]:
     return tree, tree
 
 
-class Board:
-    """A TensorBoard server in its own process group (its Rust data server is in it too)."""
+def die_with_parent(parent: int) -> None:
+    """In the child, before TensorBoard starts (Linux): SIGTERM when the process that started
+    it dies, even by SIGKILL, which runs none of our clean-up. TensorBoard's data server dies
+    with TensorBoard (it reads its stdin until TensorBoard closes it)."""
+    try:
+        import ctypes
 
-    def __init__(self, dirs: list[Path], port: int = 0, extra: list[str] = (), timeout=120.0):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: stop() and Ctrl-C still end it
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Board:
+    """A TensorBoard server in its own process group (its Rust data server is in it too),
+    which ends when this process ends, however it ends."""
+
+    def __init__(self, dirs: list[Path], port: int = 0, extra: list[str] = (), timeout=120.0,
+                 host: str = "127.0.0.1"):  # fmt: skip
         self.served, self.tmp = logdir(dirs)
-        argv = [sys.executable, "-m", "tensorboard.main", *tensorboard_args(self.served, port)]
+        args = tensorboard_args(self.served, port, host)
+        argv = [sys.executable, "-m", "tensorboard.main", *args]
         self.process = subprocess.Popen(
             [*argv, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # Ctrl-C reaches us only; stop() ends the whole group
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
         try:
             self.url = self._wait_for_url(timeout)
@@ -142,13 +170,25 @@ class Board:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gradexp.board",
-        description="TensorBoard on gradexp runs and sweeps (127.0.0.1 only, every point kept). "
+        description="TensorBoard on gradexp runs and sweeps (127.0.0.1 unless --host, every "
+        "point kept). "
         "Other flags are passed to tensorboard.",
     )
     parser.add_argument("dirs", nargs="*", type=Path, default=[Path("outputs")],
                         help="run, sweep or output directories (default: outputs)")  # fmt: skip
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to serve on (default: 127.0.0.1, this machine only)",
+    )
     args, extra = parser.parse_known_args(argv)
+    if any(a == "--bind_all" or a.startswith(("--host", "--bind_all=")) for a in extra):
+        parser.error("give the interface with gradexp.board's own --host")
+    if not loopback(args.host):  # said out loud, before TensorBoard binds
+        print(f"gradexp board: warning: --host {args.host} serves these runs, their configs and "
+              "data paths to every machine that can reach this one; TensorBoard has no login",
+              file=sys.stderr, flush=True)  # fmt: skip
     for d in args.dirs:
         if not d.is_dir():
             parser.error(f"{d}: no such directory; pass run or sweep directories")
@@ -156,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gradexp board: warning: no TensorBoard event files under {d}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` cleans up like Ctrl-C
     try:
-        board = Board(args.dirs, args.port, extra)
+        board = Board(args.dirs, args.port, extra, host=args.host)
     except RuntimeError as e:  # e.g. the port is taken: TensorBoard's own words, no traceback
         print(f"gradexp board: {e}", file=sys.stderr)
         return 1

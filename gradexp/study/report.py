@@ -65,11 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where report.csv and figures go")
     parser.add_argument("--no-figures", action="store_true", help="table and CSV only")
     args = parser.parse_args(argv)
-    found, problems = runs_io.find(args.paths)
-    loaded = [(p, runs_io.load(p)) for p in found]
-    runs = [r for _, r in loaded if r is not None]
-    skipped = problems + [f"{p}: no summary.json yet (still running, or died)"
-                          for p, r in loaded if r is None]  # fmt: skip
+    found, skipped = runs_io.find(args.paths)
+    runs = []
+    for path in found:
+        try:
+            run = runs_io.load(path)
+        except runs_io.Damaged as e:
+            skipped.append(str(e))
+            continue
+        if run is None:
+            skipped.append(f"{path}: no summary.json yet (still running, or died)")
+        else:
+            runs.append(run)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if not runs:

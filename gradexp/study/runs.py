@@ -91,17 +91,47 @@ def job_order(path: Path) -> tuple:
     return (str(path.parent), int(head) if head.isdigit() else math.inf, path.name)
 
 
+class Damaged(Exception):
+    """A run dir whose files cannot be read as a gradexp run's (the reason, in one line)."""
+
+
 def load(path: Path) -> Run | None:
-    """A run that has written its summary; None while it is still running (or if it died)."""
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, ValueError):
+    """A run that has written its summary; None while it is still running (or if it died).
+    Raises Damaged for files that are there but not a run's (never hangs on a FIFO)."""
+    file = path / "summary.json"
+    if not file.exists():
         return None
+    summary = _json(file)
+    if not isinstance(summary, dict):
+        raise Damaged(f"{file}: not a gradexp summary (a JSON {type(summary).__name__})")
     config_file = path / ".hydra" / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-    run = Run(path, summary, config or {})
+    config = {}
+    if config_file.exists():
+        try:
+            config = yaml.safe_load(_text(config_file))
+        except yaml.YAMLError as e:
+            raise Damaged(f"{config_file}: not YAML ({str(e).splitlines()[0]})") from None
+    run = Run(path, summary, config if isinstance(config, dict) else {})
     run.points, run.epochs = read_metrics(path / "metrics.jsonl")
     return run
+
+
+def _text(file: Path) -> str:
+    if not file.is_file():  # a FIFO or a device would block the read forever
+        raise Damaged(f"{file}: not a regular file")
+    try:
+        return file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Damaged(f"{file}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise Damaged(f"{file}: cannot be read ({e.strerror})") from None
+
+
+def _json(file: Path):
+    try:
+        return json.loads(_text(file))
+    except ValueError as e:
+        raise Damaged(f"{file}: not JSON ({e})") from None
 
 
 def read_metrics(file: Path) -> tuple[list[dict], list[dict]]:
@@ -109,13 +139,16 @@ def read_metrics(file: Path) -> tuple[list[dict], list[dict]]:
     written apart from that step's snapshot); per-epoch lines are kept apart."""
     by_step: dict[int, dict] = {}
     epochs = []
-    if not file.is_file():
+    if not file.exists():
         return [], []
-    for line in file.read_text().splitlines():
+    for line in _text(file).splitlines():
         try:
-            record = {k: to_float(v) for k, v in json.loads(line).items()}
+            record = json.loads(line)
         except ValueError:  # a line cut short by a run still writing it
             continue
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            continue  # not one of gradexp's lines
+        record = {k: to_float(v) for k, v in record.items()}
         if "epoch" in record:
             epochs.append(record)
         else:
