@@ -88,7 +88,7 @@ def check_groups(cfg: dict) -> None:
     check_model(cfg["model"])
     check_data(cfg["data"])
     check_batch(cfg["batch"])
-    for key in ("progress", "resume", "deterministic"):
+    for key in ("progress", "resume", "overwrite", "deterministic"):
         check_bool(key, cfg[key])
     check_number("checkpoint_every", cfg["checkpoint_every"], low=0, integer=True, strict=False)
     if cfg["diverge"]["factor"] is not None:

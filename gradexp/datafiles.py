@@ -25,6 +25,8 @@ def from_file(path: str, target: str, task: str = "auto", encoding: str = "utf-8
     if not isinstance(target, str) or not target:
         raise ConfigError("target", repr(target), "must name the target column")
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError("path", path, "is a directory, not a data file (give a CSV or .npz)")
     if not file.is_file():
         raise ConfigError("path", path, "no such file (give a CSV or .npz path)")
     if file.suffix == ".npz":
@@ -93,7 +95,10 @@ def _read_csv(file: Path, path: str, target: str, encoding: str):
     for j, name in zip(keep, names):
         cells = [(line, r[j].strip()) for line, r in body]
         parsed = [_number(c, delimiter) for _, c in cells]
-        if name == target and None in parsed:
+        if name == target and any(v is None and c for v, (_, c) in zip(parsed, cells)):
+            empty = next((line for line, c in cells if not c), None)
+            if empty is not None:
+                raise ConfigError("path", path, f"line {empty}, column {name!r}: is empty")
             words = sorted({c for _, c in cells})
             values[:, names.index(name)] = [words.index(c) for _, c in cells]
             labels = words

@@ -54,9 +54,9 @@ def series(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(m["step"], m[tag]) for m in metrics(run_dir) if tag in m and "epoch" not in m]
 
 
-def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
     """`python -m gradexp ARGS` in a subprocess, from cwd, importing this checkout."""
-    env = os.environ | {"PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    env = os.environ | {"PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "gradexp", *args],
         cwd=cwd,

@@ -121,6 +121,7 @@ def uncovered(run_dir: Path, sizes: dict[str, int]) -> str | None:
 
 def write_summary(run_dir: Path, summary: dict) -> None:
     """summary.json, written whole to a temporary file and renamed: never half a file."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)  # a run refused before it made its dir
     tmp = Path(run_dir) / "summary.json.tmp"
     tmp.write_text(json.dumps(_finite_or_str(summary), indent=2) + "\n")
     tmp.replace(Path(run_dir) / "summary.json")

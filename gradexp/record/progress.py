@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import os
+import subprocess
 import sys
 
 from gradexp.errors import ConfigError
@@ -27,18 +27,17 @@ class progress_bar:
 
 def check_environment() -> None:
     """A TQDM_* variable tqdm cannot use (TQDM_MININTERVAL=abc) breaks tqdm's import or its
-    first bar: said in one line before anything is written, not as a traceback mid-run."""
+    first bar: said in one line before anything is written, not as a traceback mid-run. tqdm
+    reads them once, at its import, so the check draws a bar in a fresh interpreter (only when
+    such a variable is set)."""
     names = sorted(k for k in os.environ if k.startswith("TQDM_"))
     if not names:
         return
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=2, file=io.StringIO(), disable=False)
-        bar.update(1)
-        bar.close()
-    except Exception as e:
+    draw = ("import io\nfrom tqdm import tqdm\nbar = tqdm(total=2, file=io.StringIO(), "
+            "disable=False)\nbar.update(1)\nbar.close()")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", draw], capture_output=True, text=True)
+    if out.returncode:
         shown = ", ".join(f"{k}={os.environ[k]!r}" for k in names)
-        why = str(e).splitlines()[0] if str(e) else ""
-        raise ConfigError("environment", shown, f"tqdm cannot use it ({type(e).__name__}: "
-                          f"{why}); unset it, or run with progress=false") from None  # fmt: skip
+        why = (out.stderr.strip().splitlines() or ["?"])[-1]
+        raise ConfigError("environment", shown, f"tqdm cannot use it ({why}); unset it, or "
+                          "run with progress=false")  # fmt: skip

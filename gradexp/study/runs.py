@@ -78,7 +78,7 @@ def find(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def is_run(path: Path) -> bool:
-    return (path / "summary.json").is_file() or (path / ".hydra").is_dir()
+    return (path / "summary.json").exists() or (path / ".hydra").is_dir()
 
 
 def hidden(path: Path, root: Path) -> bool:
