@@ -146,7 +146,8 @@ EOF
     #    flushes its logs, checkpoints and records status "interrupted". The sweep must stop with
     #    an error naming the job, not wait forever; the other job's results must be there.
     t0=$SECONDS
-    timeout 600 "$PY" -m gradexp -m "${slurm[@]}" optimizer=sgd batch=stochastic epochs=1,500 \
+    # lr 0.01: stochastic SGD at the default 0.1 diverges on digits (diverge.factor) within the epoch
+    timeout 600 "$PY" -m gradexp -m "${slurm[@]}" optimizer=sgd optimizer.lr=0.01 batch=stochastic epochs=1,500 \
         hydra.sweep.dir="$W/work/crash" >"$W/log/sweep-crash.log" 2>&1 &
     local sweep=$!
     local job=""

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_cfg, metrics, run_experiment, scalars, series
-from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gradexp import experiment
 from gradexp import knobs as knob_checks
+from gradexp import parts
 
 
 def initial_model_and_batch(*overrides):
@@ -19,8 +18,8 @@ def initial_model_and_batch(*overrides):
     cfg, _ = make_cfg(*overrides)
     knobs = knob_checks.check_knobs(cfg)
     torch.manual_seed(cfg.seed)
-    data = experiment.load_data(cfg, knobs)
-    model = instantiate(cfg.model)(data.in_features, data.out_features).to(knobs.dtype)
+    data = parts.load_data(cfg, knobs)
+    model = parts.make("model", cfg.model, data.in_features, data.out_features).to(knobs.dtype)
     return model, data
 
 

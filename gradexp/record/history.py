@@ -62,7 +62,9 @@ class History:
         rows = self._with_total(pending.rows)
         level, self.head = levels(self.head, rows[:, 0], self.rules.window)
         stop = first_stop(rows, self.columns, pending.steps, pending.lrs, self.rules, level)
-        limit = stop.step if stop else math.inf
+        limit = min(
+            stop.step if stop else math.inf, self.stopped.step if self.stopped else math.inf
+        )
         steps = [s for s in pending.steps if s <= limit]
         rows = rows[: len(steps)]
         self._watch(steps, rows)
@@ -111,12 +113,18 @@ class History:
     def close(self, final_step: int) -> Stop | None:
         """Flush, then write the last partial interval so the final step is always logged."""
         stop = self.flush()
+        self.finish_interval(final_step)
+        return stop
+
+    def finish_interval(self, final_step: int) -> None:
+        """The last partial interval, written at the final step (nothing after a stop)."""
+        if self.stopped is not None and self.stopped.step < final_step:
+            self.aggregate.interval = []
         if self.aggregate.interval:
             values = self.aggregate.interval_values()
             self._remember(values)
             self.sink.write(final_step, values, self.elapsed())
             self.sink.flush()
-        return stop
 
     def _with_total(self, raw: np.ndarray | None) -> np.ndarray:
         """The rows with the global gradient norm inserted before the per-layer norms."""

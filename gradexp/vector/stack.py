@@ -1,0 +1,112 @@
+"""K members of one model as one batched model: every parameter a [K, …] view of one [K, P]
+buffer (its gradient a view of another), a forward pass over all members at once, and each
+member's loss. What cannot be batched says why (the group then runs one job after another)."""
+
+from __future__ import annotations
+
+import warnings
+from itertools import pairwise
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gradexp.function import FunctionModel, ObjectiveLoss, evaluate
+from gradexp.losses import CrossEntropyLoss, HingeLoss, MSELoss
+
+# The views' gradients are views too, and autograd accumulates into them in place; it warns that
+# a non-contiguous parameter cannot follow its preferred gradient layout, which is the point.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.LeakyReLU, nn.ELU, nn.SiLU)
+
+
+def why_not(model: nn.Module, loss_fn: nn.Module) -> str | None:
+    """Why this model or loss cannot be trained as a stack (None: it can)."""
+    if isinstance(model, FunctionModel):
+        return None
+    if not isinstance(model, nn.Sequential):
+        return f"the model {type(model).__name__} is not an nn.Sequential of Linear layers"
+    for layer in model:
+        if not isinstance(layer, nn.Linear | ELEMENTWISE):
+            return f"its layer {type(layer).__name__} is neither nn.Linear nor elementwise"
+    if not isinstance(loss_fn, CrossEntropyLoss | MSELoss | HingeLoss):
+        return f"the loss {type(loss_fn).__name__} has no batched form"
+    return None
+
+
+class Stack:
+    """The trainable parameters of K models of one architecture, rows of one buffer."""
+
+    def __init__(self, models: list[nn.Module]):
+        named = [(n, p) for n, p in models[0].named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        sizes = [p.numel() for _, p in named]
+        bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+        self.slices = list(pairwise(bounds))
+        first = named[0][1]
+        k = len(models)
+        self.flat = torch.empty(k, bounds[-1], dtype=first.dtype, device=first.device)
+        self.grad = torch.zeros_like(self.flat)
+        for row, model in enumerate(models):
+            own = dict(model.named_parameters())
+            for name, (a, b) in zip(self.names, self.slices):
+                self.flat[row, a:b] = own[name].detach().reshape(-1)
+        self.params: dict[str, Tensor] = {}
+        for name, shape, (a, b) in zip(self.names, self.shapes, self.slices):
+            view = self.flat[:, a:b].view(k, *shape).requires_grad_()
+            view.grad = self.grad[:, a:b].view(k, *shape)
+            self.params[name] = view
+
+    @property
+    def members(self) -> int:
+        return self.flat.shape[0]
+
+    def member(self, k: int) -> dict[str, Tensor]:
+        """Member k's state_dict, loadable into the ordinary model."""
+        return {n: self.params[n][k].detach().clone() for n in self.names}
+
+    def load_member(self, k: int, state: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, (a, b) in zip(self.names, self.slices):
+                self.flat[k, a:b] = state[name].reshape(-1).to(self.flat)
+
+    def layer_norms(self, buffer: Tensor) -> list[Tensor]:
+        """The L2 norm of each parameter of each member: one [K] tensor per parameter."""
+        return [torch.linalg.vector_norm(buffer[:, a:b], dim=1) for a, b in self.slices]
+
+
+def forward(model: nn.Module, stack: Stack, x: Tensor) -> Tensor:
+    """Every member's output: x is [K, B, d] (or [1, B, d], one batch for all); [K, B, out].
+    For model=function, f at each member's point: [K]."""
+    if isinstance(model, FunctionModel):
+        point = {s: stack.params[s.name] for s in model.symbols}
+        return evaluate(model.expression, point)
+    h = x
+    for name, layer in model.named_children():
+        if not isinstance(layer, nn.Linear):
+            h = layer(h)
+            continue
+        w = stack.params[f"{name}.weight"].transpose(1, 2)
+        bias = stack.params.get(f"{name}.bias")
+        if h.shape[0] == stack.members and bias is not None:
+            h = torch.baddbmm(bias.unsqueeze(1), h, w)
+        else:
+            h = torch.matmul(h, w) + (bias.unsqueeze(1) if bias is not None else 0)
+    return h
+
+
+def losses(loss_fn: nn.Module, out: Tensor, target: Tensor) -> Tensor:
+    """Each member's mean loss, [K], as loss_fn would compute it on that member alone."""
+    if isinstance(loss_fn, ObjectiveLoss):
+        return out
+    k, b = out.shape[0], out.shape[1]
+    if isinstance(loss_fn, MSELoss):
+        return (out - target).square().flatten(1).mean(1)
+    labels = target.expand(k, b).reshape(-1)
+    if isinstance(loss_fn, CrossEntropyLoss):
+        each = F.cross_entropy(out.reshape(k * b, -1), labels, reduction="none")
+    else:
+        each = F.multi_margin_loss(out.reshape(k * b, -1), labels, margin=loss_fn.margin,
+                                   reduction="none")  # fmt: skip
+    return each.view(k, b).mean(1)

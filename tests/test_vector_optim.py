@@ -1,0 +1,65 @@
+"""The batched optimizers against torch.optim, member by member, in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradexp.vector.optim import VectorOptimizer
+
+CASES = {
+    "sgd": (torch.optim.SGD, [dict(lr=0.1), dict(lr=0.03, weight_decay=0.01)]),
+    "momentum": (torch.optim.SGD, [dict(lr=0.1, momentum=0.9), dict(lr=0.05, momentum=0.5,
+                                   dampening=0.1), dict(lr=0.02, momentum=0.0)]),
+    "nesterov": (torch.optim.SGD, [dict(lr=0.1, momentum=0.9, nesterov=True),
+                                   dict(lr=0.01, momentum=0.8, nesterov=True, weight_decay=0.1)]),
+    "adam": (torch.optim.Adam, [dict(lr=1e-3), dict(lr=3e-2, betas=(0.8, 0.99), eps=1e-6,
+                                                     weight_decay=0.01)]),
+    "amsgrad": (torch.optim.Adam, [dict(lr=1e-2, amsgrad=True), dict(lr=1e-3, amsgrad=True)]),
+    "adamw": (torch.optim.AdamW, [dict(lr=1e-3), dict(lr=1e-2, weight_decay=0.1)]),
+    "rmsprop": (torch.optim.RMSprop, [dict(lr=1e-3), dict(lr=1e-2, alpha=0.9, momentum=0.5),
+                                      dict(lr=1e-3, weight_decay=0.1)]),
+    "centered": (torch.optim.RMSprop, [dict(lr=1e-3, centered=True),
+                                       dict(lr=1e-2, centered=True, momentum=0.9)]),
+    "adagrad": (torch.optim.Adagrad, [dict(lr=0.1), dict(lr=0.05, lr_decay=0.01,
+                                      initial_accumulator_value=0.1, weight_decay=0.01)]),
+    "maximize": (torch.optim.Adam, [dict(lr=1e-3, maximize=True), dict(lr=1e-2, maximize=True)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_member_steps_as_torch_optim_would(name):
+    cls, settings = CASES[name]
+    g = torch.Generator().manual_seed(0)
+    k, p = len(settings), 7
+    start = torch.randn(k, p, generator=g, dtype=torch.float64)
+    grads = [torch.randn(k, p, generator=g, dtype=torch.float64) for _ in range(6)]
+    singles = [torch.nn.Parameter(start[i].clone()) for i in range(k)]
+    references = [cls([w], **s) for w, s in zip(singles, settings)]
+    flat = start.clone()
+    vector = VectorOptimizer(references, flat)
+    lr = torch.tensor([[s["lr"]] for s in settings], dtype=torch.float64)
+    alive = torch.ones(k, 1, dtype=torch.bool)
+    for grad in grads:
+        for i, (w, opt) in enumerate(zip(singles, references)):
+            w.grad = grad[i].clone()
+            opt.step()
+        vector.step(flat, grad, lr, alive)
+        for i, w in enumerate(singles):
+            torch.testing.assert_close(flat[i], w.detach(), rtol=1e-13, atol=1e-15)
+
+
+def test_a_frozen_member_keeps_its_parameters_and_state_while_the_others_step():
+    torch.manual_seed(0)
+    flat = torch.randn(3, 5, dtype=torch.float64)
+    refs = [torch.optim.Adam([torch.nn.Parameter(flat[i].clone())], lr=0.1) for i in range(3)]
+    vector = VectorOptimizer(refs, flat)
+    lr = torch.full((3, 1), 0.1, dtype=torch.float64)
+    vector.step(flat, torch.randn(3, 5, dtype=torch.float64), lr, torch.ones(3, 1, dtype=bool))
+    kept = flat[1].clone(), vector.state["exp_avg"][1].clone(), vector.steps[1].clone()
+    grad = torch.randn(3, 5, dtype=torch.float64)
+    grad[1] = float("nan")  # the frozen member's NaN reaches nobody
+    alive = torch.tensor([[True], [False], [True]])
+    vector.step(flat, grad, lr, alive)
+    assert torch.equal(flat[1], kept[0]) and torch.equal(vector.state["exp_avg"][1], kept[1])
+    assert torch.equal(vector.steps[1], kept[2]) and torch.isfinite(flat).all()
