@@ -41,15 +41,18 @@ class GroupRecord:
     def end_epoch(self, epoch: int, step: int, values: dict) -> None:
         self.device.end_epoch(epoch, step, {**values, "time": self.elapsed()})
 
-    def flush(self) -> list[Stop | None]:
-        """Every member's stop (None: still going) after writing what was pending."""
+    def flush(self, extra: dict | None = None) -> list[Stop | None]:
+        """Every member's stop (None: still going) after writing what was pending, with the
+        member's `extra` points (its final values) in the same write, as one run's would be."""
         pending = self.device.take()
         for k, history in enumerate(self.members):
-            history.ingest(part(pending, k))
+            mine = part(pending, k)
+            mine.points += (extra or {}).get(k, [])
+            history.ingest(mine)
         return [h.stopped for h in self.members]
 
-    def close(self, final_step: int) -> list[Stop | None]:
-        stops = self.flush()
+    def close(self, final_step: int, extra: dict | None = None) -> list[Stop | None]:
+        stops = self.flush(extra)
         for history in self.members:
             history.finish_interval(final_step)
         return stops

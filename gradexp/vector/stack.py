@@ -27,7 +27,7 @@ def why_not(model: nn.Module, loss_fn: nn.Module) -> str | None:
     if not isinstance(model, nn.Sequential):
         return f"the model {type(model).__name__} is not an nn.Sequential of Linear layers"
     for layer in model:
-        if not isinstance(layer, nn.Linear | ELEMENTWISE):
+        if not isinstance(layer, (nn.Linear, *ELEMENTWISE)):
             return f"its layer {type(layer).__name__} is neither nn.Linear nor elementwise"
     if not isinstance(loss_fn, CrossEntropyLoss | MSELoss | HingeLoss):
         return f"the loss {type(loss_fn).__name__} has no batched form"

@@ -1,0 +1,72 @@
+"""A group's members built from their composed configs, and stacked: member 0 is built as a
+sequential run would be (data, loss, batches); the others get their own model, optimizer and
+schedule on the same data, initialised from their own seed exactly as their own runs would be."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from gradexp.experiment import Experiment, build, build_member
+from gradexp.vector.batches import VectorBatches
+from gradexp.vector.optim import VectorOptimizer, kind_of
+from gradexp.vector.stack import Stack, why_not
+from gradexp.vector.train import Group
+
+
+def unsupported(exp: Experiment, cfg: DictConfig) -> str | None:
+    """Why this run cannot be a group's member (None: it can)."""
+    if exp.is_function:
+        return "model=function compares its gradients (and draws its path) one point at a time"
+    if exp.probes:
+        names = ", ".join(cfg.get("probes") or {})
+        return f"probes=[{names}] run on one model at a time"
+    if kind_of(exp.optimizer) is None:
+        return f"the optimizer {type(exp.optimizer).__name__} has no batched update here"
+    return why_not(exp.model, exp.loss_fn)
+
+
+def members(configs: list[DictConfig], choices: dict) -> list[Experiment]:
+    """Every member's experiment; raises the first member's ConfigError (the caller builds one
+    at a time to say which job it belongs to)."""
+    base = build(configs[0], choices)
+    return [base, *(build_member(c, choices, base) for c in configs[1:])]
+
+
+def lr_table(exps: list[Experiment]) -> np.ndarray:
+    """[steps, K]: the lr each member's sequential run uses at each step, base × λ(step − 1)
+    (what LambdaLR puts in param_groups before each step), in float64."""
+    total = exps[0].total
+    columns = []
+    for e in exps:
+        if e.scheduler is None:
+            columns.append(np.full(total, float(e.optimizer.param_groups[0]["lr"])))
+        else:
+            lam, base = e.scheduler.lr_lambdas[0], e.scheduler.base_lrs[0]
+            columns.append(np.array([base * lam(t) for t in range(total)], dtype=np.float64))
+    return np.stack(columns, axis=1)
+
+
+def stack(exps: list[Experiment], seeds: list[int]) -> Group:
+    """The group the loop trains."""
+    base = exps[0]
+    model_stack = Stack([e.model for e in exps])
+    data, dtype = base.data, base.knobs.dtype
+    labels = data.y_train if data.task == "classification" else None
+    held_out = None
+    if len(data.x_eval):
+        target = base.loss_fn.targets(data.y_eval, data.num_classes, dtype)
+        held_out = (data.x_eval, target, data.y_eval if labels is not None else None)
+    l2 = None
+    if any(e.knobs.l2 for e in exps):
+        l2 = torch.tensor([e.knobs.l2 for e in exps], dtype=dtype, device=base.knobs.device)
+    k = len(exps)
+    return Group(
+        model=base.model, loss_fn=base.loss_fn, stack=model_stack,
+        batches=VectorBatches(base.batches, seeds),
+        optimizer=VectorOptimizer([e.optimizer for e in exps], model_stack.flat),
+        lrs=lr_table(exps), l2=l2, held_out=held_out,
+        train_set=(base.batches.x, base.batches.y, labels),
+        alive=torch.ones(k, 1, dtype=torch.bool, device=base.knobs.device), examples=[None] * k,
+    )  # fmt: skip

@@ -1,0 +1,165 @@
+"""Vectorised groups against their sequential runs: every member's metrics.jsonl, model.pt and
+summary equal what the job gives alone (float64: 1e-10 relative; float32: 1e-4 over the first
+100 steps), a member that diverges or stops ends as it would alone, and no NaN crosses members."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_cfg, metrics, run_experiment
+
+from gradexp.vector.run import Job, run_group
+
+IRIS = ["data=iris", "model.hidden=[8]", "progress=false"]
+MODES = {
+    "full": ["batch=full", "epochs=12"],
+    "full_accumulate": ["batch=full", "batch.accumulate=3", "epochs=12"],
+    "stochastic": ["batch=stochastic", "epochs=1", "log_every=7"],
+    "minibatch": ["batch=minibatch", "batch.size=16", "epochs=4", "log_every=3"],
+    "minibatch_accumulate": ["batch=minibatch", "batch.size=8", "batch.accumulate=3",
+                             "epochs=4", "log_every=2"],
+}  # fmt: skip
+# Per optimizer, each member's own numbers (lr and more): what a sweep varies.
+MEMBERS = {
+    "sgd": [["optimizer.lr=0.3"], ["optimizer.lr=0.05", "+optimizer.weight_decay=0.01"]],
+    "momentum": [["optimizer.lr=0.05"], ["optimizer.lr=0.02", "optimizer.momentum=0.5"]],
+    "nesterov": [["optimizer.lr=0.05"], ["optimizer.lr=0.01", "optimizer.momentum=0.8"]],
+    "adam": [["optimizer.lr=0.01"], ["optimizer.lr=0.003", "optimizer.betas=[0.8,0.99]"]],
+    "adamw": [["optimizer.lr=0.01"], ["optimizer.lr=0.02", "optimizer.weight_decay=0.1"]],
+    "rmsprop": [["optimizer.lr=0.001"], ["optimizer.lr=0.003", "optimizer.alpha=0.9"]],
+    "adagrad": [["optimizer.lr=0.1"], ["optimizer.lr=0.05", "+optimizer.lr_decay=0.01"]],
+}  # fmt: skip
+
+
+def jobs(root: Path, common: list[str], members: list[list[str]], seeds=(0, 1)) -> list:
+    out = []
+    for i, (own, seed) in enumerate(zip(members, seeds)):
+        overrides = [*common, *own, f"seed={seed}"]
+        cfg, choices = make_cfg(*overrides, "progress=false")
+        out.append(Job(cfg, root / f"member{i}", choices, overrides))
+    return out
+
+
+def numbers(run_dir: Path, steps: int | None = None) -> list[dict]:
+    rows = [{k: v for k, v in m.items() if k != "time"} for m in metrics(run_dir)]
+    return [r for r in rows if steps is None or r["step"] <= steps]
+
+
+def assert_close(a, b, rel: float, where="") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), (where, set(a) ^ set(b))
+        for k in a:
+            assert_close(a[k], b[k], rel, f"{where}/{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, rel, f"{where}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), where
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=rel, abs=1e-300), where
+    else:
+        assert a == b, where
+
+
+def compare(tmp_path: Path, common: list[str], members: list[list[str]], rel: float,
+            steps: int | None = None, seeds=(0, 1)) -> list[dict]:  # fmt: skip
+    group = jobs(tmp_path / "group", common, members, seeds)
+    summaries = run_group(group)
+    alone = []
+    for i, job in enumerate(group):
+        ref = run_experiment(tmp_path / f"alone{i}", *job.overrides)
+        alone.append(ref)
+        s = summaries[i]
+        assert s["status"] == ref["status"] and s["steps"] == ref["steps"], (s, ref)
+        assert s["message"] == ref["message"]
+        assert_close(numbers(job.run_dir, steps), numbers(tmp_path / f"alone{i}", steps), rel)
+        if steps is None and s["status"] != "diverged":  # a diverged run's θ: NaN, however far
+            assert_close(s["final"], ref["final"], rel, "final")
+            assert_close(s["best"], ref["best"], rel, "best")
+            mine = torch.load(job.run_dir / "model.pt", weights_only=True)
+            theirs = torch.load(tmp_path / f"alone{i}" / "model.pt", weights_only=True)
+            for name, tensor in theirs.items():
+                torch.testing.assert_close(mine[name], tensor, rtol=rel, atol=1e-12,
+                                           equal_nan=True)  # fmt: skip
+    return summaries
+
+
+@pytest.mark.parametrize("optimizer", MEMBERS)
+def test_every_optimizer_member_equals_its_sequential_run_in_float64(tmp_path, optimizer):
+    compare(tmp_path, [*IRIS, *MODES["minibatch"], f"optimizer={optimizer}", "dtype=float64"],
+            MEMBERS[optimizer], rel=1e-10)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_batch_mode_member_equals_its_sequential_run_in_float64(tmp_path, mode):
+    compare(tmp_path, [*IRIS, *MODES[mode], "optimizer=adam", "dtype=float64", "l2=0.001"],
+            MEMBERS["adam"], rel=1e-10)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "minibatch"])
+@pytest.mark.parametrize("optimizer", MEMBERS)
+def test_the_whole_matrix_in_float64(tmp_path, optimizer, mode):
+    compare(tmp_path, [*IRIS, *MODES[mode], f"optimizer={optimizer}", "dtype=float64"],
+            MEMBERS[optimizer], rel=1e-10)  # fmt: skip
+
+
+def test_float32_members_agree_to_1e4_over_the_first_100_steps(tmp_path):
+    compare(tmp_path, [*IRIS, *MODES["stochastic"], "optimizer=adam", "log_every=1"],
+            MEMBERS["adam"], rel=1e-4, steps=100)  # fmt: skip
+
+
+def test_members_with_one_seed_share_one_data_order(tmp_path):
+    compare(tmp_path, [*IRIS, *MODES["minibatch"], "optimizer=sgd", "dtype=float64",
+                       "schedule=cosine"],
+            [["optimizer.lr=0.1"], ["optimizer.lr=0.2"], ["optimizer.lr=0.4"]], rel=1e-10,
+            seeds=(3, 3, 3))  # fmt: skip
+
+
+def test_schedules_are_each_members_own(tmp_path):
+    compare(tmp_path, [*IRIS, *MODES["minibatch"], "optimizer=momentum", "dtype=float64",
+                       "schedule=step", "schedule.step_size=5"],
+            [["schedule.gamma=0.5"], ["schedule.gamma=0.9", "schedule.warmup_steps=4"]],
+            rel=1e-10)  # fmt: skip
+
+
+def test_a_diverging_member_ends_as_alone_and_the_others_are_untouched(tmp_path):
+    """At lr 80 one member's loss turns NaN; it is frozen at that step and ends `diverged` at
+    the step its own run does; NaN reaches no other member (checked bitwise-close)."""
+    summaries = compare(tmp_path, [*IRIS, "batch=full", "epochs=150", "dtype=float64",
+                                   "diverge.factor=null", "log_every=5"],
+                        [["optimizer.lr=0.5"], ["optimizer.lr=80"], ["optimizer.lr=0.1"]],
+                        rel=1e-10, seeds=(0, 1, 2))  # fmt: skip
+    assert [s["status"] for s in summaries] == ["ok", "diverged", "ok"]
+
+
+def test_the_divergence_rule_and_a_stopping_rule_per_member(tmp_path):
+    summaries = compare(tmp_path, [*IRIS, "batch=full", "epochs=60", "dtype=float64",
+                                   "stop.loss_tol=0.3", "log_every=4"],
+                        [["optimizer.lr=0.5"], ["optimizer.lr=20"], ["optimizer.lr=0.05"]],
+                        rel=1e-10, seeds=(0, 1, 2))  # fmt: skip
+    assert [s["stop_reason"] for s in summaries] == ["loss_tol", "diverged", "epochs"]
+
+
+def test_unsupported_members_run_one_after_another_with_the_same_results(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gradexp")
+    compare(tmp_path, [*IRIS, *MODES["minibatch"], "probes=[trajectory]"],
+            [["optimizer.lr=0.1"], ["optimizer.lr=0.2"]], rel=0)  # fmt: skip
+    assert "2 jobs one after another, not as one model: probes=[trajectory]" in caplog.text
+    compare(tmp_path, ["model=rosenbrock", "optimizer=adam", "epochs=200", "dtype=float64",
+                       "log_every=10"],
+            [["optimizer.lr=0.01"], ["optimizer.lr=0.05"]], rel=1e-10)  # fmt: skip
+
+
+def test_a_member_refused_for_its_config_fails_alone(tmp_path):
+    group = jobs(tmp_path, [*IRIS, *MODES["minibatch"]],
+                 [["optimizer.lr=0.1"], ["optimizer.lr=-1"], ["optimizer.lr=0.2"]],
+                 seeds=(0, 1, 2))  # fmt: skip
+    summaries = run_group(group)
+    assert [s["status"] for s in summaries] == ["ok", "failed", "ok"]
+    assert summaries[1]["error"] == "optimizer.lr=-1: must be a number > 0"
