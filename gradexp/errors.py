@@ -45,10 +45,15 @@ def check_number(key: str, value: object, *, low=None, high=None, integer=False,
 
 def nearest(name: str, candidates: list[str]) -> str | None:
     """The candidate a misspelt or misplaced name most likely meant: one whose last part is the
-    name's last part (lr → optimizer.lr), else the closest spelling (optimizer.lrr → .lr)."""
-    tail = name.rpartition(".")[2]
+    name's last part (lr → optimizer.lr), else the closest spelling among its siblings
+    (optimizer.lrr → optimizer.lr), else the closest spelling of all."""
+    parent, _, tail = name.rpartition(".")
     same = [c for c in candidates if c.rpartition(".")[2] == tail]
     if same:
         return same[0]
+    siblings = {c.rpartition(".")[2]: c for c in candidates if c.rpartition(".")[0] == parent}
+    close = difflib.get_close_matches(tail, list(siblings), n=1, cutoff=0.6)
+    if close:
+        return siblings[close[0]]
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return close[0] if close else None

@@ -66,15 +66,25 @@ def _missing_option(text: str, overrides: list[str], conf_dir: Path) -> str:
 def _keys(overrides: list[str], dropped: str, conf_dir: Path) -> list[str]:
     """Every key of the config the other overrides compose (the bare config if they fail)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from gradexp import VERSION_BASE
     from gradexp.knobs import dotted
 
-    rest = [o for o in overrides if o.partition("=")[0] != dropped]
+    parser, rest = OverridesParser.create(), []
+    for item in overrides:  # a sweep's value lists cannot be composed: their keys still are
+        try:
+            (parsed,) = parser.parse_overrides([item])
+        except OverrideParseException:
+            continue
+        if parsed.key_or_group != dropped and not parsed.is_sweep_override():
+            rest.append(item)
+    hydra = dropped.startswith("hydra.")  # hydra.launcher.max_members and the like
     for attempt in (rest, []):
         try:
             with initialize_config_dir(config_dir=str(conf_dir), **VERSION_BASE):
-                return dotted(compose("config", overrides=attempt))
+                cfg = compose("config", overrides=attempt, return_hydra_config=hydra)
+            return dotted(cfg, hydra=hydra)
         except Exception:  # another bad override: the bare config still lists the keys
             continue
     return []

@@ -101,15 +101,15 @@ def check_overrides(cfg: DictConfig, overrides: list[str], choices: dict) -> Non
                           f"nothing uses){f'; did you mean {hint}?' if hint else ''}")  # fmt: skip
 
 
-def dotted(cfg, prefix: str = "") -> list[str]:
-    """Every leaf key of a config as a dotted path (the hydra node left out)."""
+def dotted(cfg, prefix: str = "", hydra: bool = False) -> list[str]:
+    """Every leaf key of a config as a dotted path (the hydra node left out unless asked)."""
     out = []
     for key in cfg:
-        if not prefix and key == "hydra":
+        if not prefix and key == "hydra" and not hydra:
             continue
         node = cfg._get_node(key) if isinstance(cfg, DictConfig) else None
         if isinstance(node, DictConfig):
-            out += dotted(node, f"{prefix}{key}.")
+            out += dotted(node, f"{prefix}{key}.", hydra)
         else:
             out.append(f"{prefix}{key}")
     return out

@@ -151,8 +151,8 @@ def test_unsupported_members_run_one_after_another_with_the_same_results(tmp_pat
     compare(tmp_path, [*IRIS, *MODES["minibatch"], "probes=[trajectory]"],
             [["optimizer.lr=0.1"], ["optimizer.lr=0.2"]], rel=0)  # fmt: skip
     assert "2 jobs one after another, not as one model: probes=[trajectory]" in caplog.text
-    compare(tmp_path / "function", ["model=rosenbrock", "optimizer=adam", "epochs=200", "dtype=float64",
-                       "log_every=10"],
+    compare(tmp_path / "function", ["model=rosenbrock", "optimizer=adam", "epochs=200",
+                                    "dtype=float64", "log_every=10"],
             [["optimizer.lr=0.01"], ["optimizer.lr=0.05"]], rel=1e-10)  # fmt: skip
 
 

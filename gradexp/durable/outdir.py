@@ -106,6 +106,13 @@ class WritableOutput(Callback):
     Hydra writes its .hydra/ and log into it: the old run's record stays whole."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".VectorizedLauncher"):
+            print(
+                "gradexp: error: hydra/launcher=vectorized: trains the jobs of a sweep as one "
+                "model; add -m (a single run has no launcher to vectorise)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
         self._check(config, "hydra.run.dir")
         run_dir = Path(str(config.hydra.run.dir))
         self._fresh(config, "hydra.run.dir", [run_dir], run_dir)

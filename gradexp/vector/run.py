@@ -8,6 +8,7 @@ import logging
 import math
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,8 +103,11 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt) ->
         group = stack(exps, [job.cfg.seed for job in jobs])
         loggers = [Logger(job.run_dir) for job in jobs]
         histories = [e.history(lg) for e, lg in zip(exps, loggers)]
-        for job, lg in zip(jobs, loggers):
+        for job, exp, lg in zip(jobs, exps, loggers):
             lg.text("config", "    " + OmegaConf.to_yaml(job.cfg).replace("\n", "\n    "))
+            with member_log(job.run_dir, quiet=True):
+                log.info("%s · member %d of %d trained as one model", exp.title,
+                         jobs.index(job) + 1, len(jobs))  # fmt: skip
         log.info("%s · %d members as one model", exps[0].title, len(exps))
         outcomes = train_group(group, GroupRecord(histories), exps[0].plan(), interrupt=interrupt)
     except Exception as e:  # a crash fails every member, each with the traceback
@@ -134,4 +138,21 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt) ->
             "overrides": list(job.overrides),
             "choices": {c: v for c, v in job.choices.items() if not c.startswith("hydra/")},
         }
-        job.summary = single.finish(facts | summary, job.run_dir, started, interrupt)
+        with member_log(job.run_dir):
+            job.summary = single.finish(facts | summary, job.run_dir, started, interrupt)
+
+
+@contextmanager
+def member_log(run_dir: Path, quiet: bool = False):
+    """What is logged meanwhile also goes to the member's own gradexp.log (as Hydra's job
+    logging writes a sequential job's); quiet: to that file only."""
+    handler = logging.FileHandler(run_dir / "gradexp.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+    log.addHandler(handler)
+    propagate, log.propagate = log.propagate, not quiet and log.propagate
+    try:
+        yield
+    finally:
+        log.propagate = propagate
+        log.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,35 @@
+"""hydra/launcher=vectorized: the jobs that differ only in numbers (seeds, learning rates, the
+optimizer's and the schedule's other numbers, l2) trained as one batched model per group
+(gradexp/vector). Importing this module costs nothing but Hydra: Hydra's plugin scan imports it
+on every start."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from hydra_plugins.gradexp_launchers.inprocess import ComposedOnce
+
+
+class VectorizedLauncher(Launcher):
+    def __init__(self, max_members: int | None = None, keep: int = 4096) -> None:
+        self.max_members, self.keep = max_members, keep
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:  # fmt: skip
+        if not isinstance(hydra_context.config_loader, ComposedOnce):
+            hydra_context.config_loader = ComposedOnce(hydra_context.config_loader, self.keep)
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+               ) -> Sequence[JobReturn]:  # fmt: skip
+        from gradexp.vector.launch import launch
+
+        return launch(self, job_overrides, initial_job_idx)
