@@ -15,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 
 from gradexp import VERSION_BASE
 from gradexp.models import MLP
-from gradexp.vector.launch import derive, plan
+from gradexp.vector.jobs import derive, plan
 
 SWEEPS = [
     ["optimizer=adam", "optimizer.lr=0.0001", "seed=0", "epochs=3"],

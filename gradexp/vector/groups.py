@@ -1,21 +1,45 @@
-"""The sweeper's batch run group by group: compose one job, derive its group's others, write
-every job's .hydra/, size the groups to the memory, train each as one model."""
+"""hydra/launcher=vectorized's launch: the sweeper's batch run group by group (compose one job,
+derive its group's others, write every job's .hydra/, size the groups to the memory, train each
+as one model)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import torch
+from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import DictConfig
 
 from gradexp.errors import ConfigError
 from gradexp.experiment import build
 from gradexp.runtime import available_bytes
-from gradexp.vector.launch import console_logging, derive, job_return, numbered, plan, save
+from gradexp.vector.jobs import console_logging, derive, job_return, numbered, plan, save
 from gradexp.vector.run import Job, run_group
 
 log = logging.getLogger("gradexp")
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's Launcher.launch: one JobReturn per job, in the sweeper's order."""
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    if launcher.max_members is not None and (
+        isinstance(launcher.max_members, bool) or not isinstance(launcher.max_members, int)
+        or launcher.max_members < 1):  # fmt: skip
+        fail(ConfigError("hydra.launcher.max_members", launcher.max_members,
+                         "must be an integer ≥ 1, or null to size groups by memory"))  # fmt: skip
+    try:
+        return run_groups(launcher, list(job_overrides), initial_job_idx)
+    except ConfigError as e:
+        fail(e)
+
+
+def fail(error: ConfigError):
+    print(f"gradexp: error: {error}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def run_groups(launcher, job_overrides: list, first_idx: int) -> list:

@@ -30,6 +30,6 @@ class VectorizedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:  # fmt: skip
-        from gradexp.vector.launch import launch
+        from gradexp.vector.groups import launch  # torch: only once jobs are launched
 
         return launch(self, job_overrides, initial_job_idx)

@@ -1,7 +1,7 @@
-"""hydra/launcher=vectorized: the sweeper's batch of jobs grouped by what they share, each group
-trained as one batched model. Jobs that differ only in member keys (the seed, the optimizer's and
-the schedule's numbers, l2) form a group; one job per group is composed by Hydra, the others
-are derived from it by setting their own values (tested equal to composing them)."""
+"""A sweep's jobs as Hydra hands them to hydra/launcher=vectorized: grouped by what they share
+(jobs that differ only in member keys, the seed, the optimizer's and the schedule's numbers and
+l2, form a group), one job per group composed by Hydra and the others derived from it by setting
+their own values (tested equal to composing them), their .hydra/ files, their JobReturns."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ import copy
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-
-from gradexp.errors import ConfigError
 
 log = logging.getLogger("gradexp")
 MEMBER_KEYS = {"seed", "l2"} | {f"optimizer.{k}" for k in (
@@ -102,29 +99,6 @@ def console_logging(config: DictConfig) -> None:
         logging_cfg.handlers.pop("file", None)
         logging_cfg.root.handlers = [h for h in logging_cfg.root.handlers if h != "file"]
     configure_log(logging_cfg, config.hydra.verbose)
-
-
-def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-    """Hydra's Launcher.launch: one JobReturn per job, in the sweeper's order."""
-    from gradexp.vector.groups import run_groups  # torch: only once jobs are launched
-
-    setup_globals()
-    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    if launcher.max_members is not None and (
-        isinstance(launcher.max_members, bool) or not isinstance(launcher.max_members, int)
-        or launcher.max_members < 1):  # fmt: skip
-        fail(ConfigError("hydra.launcher.max_members", launcher.max_members,
-                         "must be an integer ≥ 1, or null to size groups by memory"))  # fmt: skip
-    try:
-        return run_groups(launcher, list(job_overrides), initial_job_idx)
-    except ConfigError as e:
-        fail(e)
-
-
-def fail(error: ConfigError):
-    print(f"gradexp: error: {error}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def job_return(overrides, task: DictConfig, hydra_cfg: DictConfig, summary: dict) -> JobReturn:
