@@ -49,17 +49,36 @@ def test_each_member_steps_as_torch_optim_would(name):
             torch.testing.assert_close(flat[i], w.detach(), rtol=1e-13, atol=1e-15)
 
 
-def test_a_frozen_member_keeps_its_parameters_and_state_while_the_others_step():
-    torch.manual_seed(0)
-    flat = torch.randn(3, 5, dtype=torch.float64)
-    refs = [torch.optim.Adam([torch.nn.Parameter(flat[i].clone())], lr=0.1) for i in range(3)]
+@pytest.mark.parametrize("name", CASES)
+def test_a_frozen_member_keeps_its_parameters_and_state_while_the_others_step(name):
+    """The loop leaves a frozen member's loss out of the backward pass, so its gradient is 0;
+    its parameters and every state buffer stay as they are, and the others step as alone."""
+    cls, settings = CASES[name]
+    g = torch.Generator().manual_seed(1)
+    k = len(settings)
+    flat = torch.randn(k, 5, generator=g, dtype=torch.float64)
+    singles = [torch.nn.Parameter(flat[i].clone()) for i in range(k)]
+    refs = [cls([w], **s) for w, s in zip(singles, settings)]
     vector = VectorOptimizer(refs, flat)
-    lr = torch.full((3, 1), 0.1, dtype=torch.float64)
-    vector.step(flat, torch.randn(3, 5, dtype=torch.float64), lr, torch.ones(3, 1, dtype=bool))
-    kept = flat[1].clone(), vector.state["exp_avg"][1].clone(), vector.steps[1].clone()
-    grad = torch.randn(3, 5, dtype=torch.float64)
-    grad[1] = float("nan")  # the frozen member's NaN reaches nobody
-    alive = torch.tensor([[True], [False], [True]])
-    vector.step(flat, grad, lr, alive)
-    assert torch.equal(flat[1], kept[0]) and torch.equal(vector.state["exp_avg"][1], kept[1])
-    assert torch.equal(vector.steps[1], kept[2]) and torch.isfinite(flat).all()
+    lr = torch.tensor([[s["lr"]] for s in settings], dtype=torch.float64)
+    everyone = torch.ones(k, 1, dtype=torch.bool)
+    first = torch.randn(k, 5, generator=g, dtype=torch.float64)
+    vector.step(flat, first, lr, everyone)
+    for i, (w, opt) in enumerate(zip(singles, refs)):
+        w.grad = first[i].clone()
+        opt.step()
+    kept = flat[0].clone(), {n: v[0].clone() for n, v in vector.state.items()}
+    alive = everyone.clone()
+    alive[0] = False
+    for _ in range(3):
+        grad = torch.randn(k, 5, generator=g, dtype=torch.float64)
+        grad[0] = 0.0
+        vector.step(flat, grad, lr, alive)
+        for i in range(1, k):
+            singles[i].grad = grad[i].clone()
+            refs[i].step()
+    assert torch.equal(flat[0], kept[0])
+    for n, v in vector.state.items():
+        assert torch.equal(v[0], kept[1][n]), n
+    for i in range(1, k):
+        torch.testing.assert_close(flat[i], singles[i].detach(), rtol=1e-13, atol=1e-15)

@@ -1,7 +1,10 @@
 """A sweep's jobs as Hydra hands them to hydra/launcher=vectorized: grouped by what they share
 (jobs that differ only in member keys, the seed, the optimizer's and the schedule's numbers and
 l2, form a group), one job per group composed by Hydra and the others derived from it by setting
-their own values (tested equal to composing them), their .hydra/ files, their JobReturns."""
+their own values (tested equal to composing them), their .hydra/ files, their JobReturns.
+
+Composing a job costs Hydra 0.13–0.2 s here, a config deep copy 5 ms: a member is its task
+config (no hydra node, 1 ms to copy) and its hydra settings as plain data."""
 
 from __future__ import annotations
 
@@ -9,17 +12,20 @@ import copy
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger("gradexp")
 MEMBER_KEYS = {"seed", "l2"} | {f"optimizer.{k}" for k in (
     "lr", "momentum", "dampening", "betas", "eps", "weight_decay", "alpha", "lr_decay",
     "initial_accumulator_value")} | {f"schedule.{k}" for k in (
     "warmup_steps", "step_size", "gamma", "min_factor")}  # fmt: skip
+PARSER = OverridesParser.create()
 
 
 def is_member(override) -> bool:
@@ -32,64 +38,118 @@ def is_member(override) -> bool:
     return override.key_or_group in MEMBER_KEYS and plain
 
 
+def group_key(overrides) -> tuple:
+    """What a job shares with the other members of its group: every override but the member
+    values, and which member keys it sets."""
+    parsed = PARSER.parse_overrides(list(overrides))
+    fixed = tuple(sorted(o.input_line for o in parsed if not is_member(o)))
+    return fixed, frozenset(o.key_or_group for o in parsed if is_member(o))
+
+
 def plan(job_overrides) -> list[list[int]]:
     """The jobs (by index) of each group, in the order their first job comes."""
-    parser = OverridesParser.create()
     groups: dict[tuple, list[int]] = {}
     for i, overrides in enumerate(job_overrides):
-        parsed = parser.parse_overrides(list(overrides))
-        fixed = tuple(sorted(o.input_line for o in parsed if not is_member(o)))
-        keys = frozenset(o.key_or_group for o in parsed if is_member(o))
-        groups.setdefault((fixed, keys), []).append(i)
+        groups.setdefault(group_key(overrides), []).append(i)
     return list(groups.values())
+
+
+class Deriving:
+    """The vectorized launcher's config loader, around Hydra's: a group's first job is composed
+    (once: the sweeper's check of the batch and the launch share it); the others are only
+    checked against it (their member keys exist) and derived from it at the launch. Checking a
+    batch then costs one composition per group, not one per job."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.bases: dict[tuple, DictConfig] = {}
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]):
+        key = group_key(sweep_overrides)
+        base = self.bases.get(key)
+        if base is None:
+            base = self.loader.load_sweep_config(master_config, list(sweep_overrides))
+            self.bases[key] = base
+            return base
+        for o in PARSER.parse_overrides(list(sweep_overrides)):
+            if is_member(o) and OmegaConf.select(base, o.key_or_group, default=MISSING) is MISSING:
+                return self.loader.load_sweep_config(master_config, list(sweep_overrides))
+        return base
+
+    def __getattr__(self, name):  # everything else: the real loader
+        return getattr(self.loader, name)
+
+
+MISSING = object()
+
+
+@dataclass
+class Member:
+    """One job of a group: its task config (no hydra node), its hydra node as plain data."""
+
+    idx: int
+    overrides: list[str]
+    task: DictConfig
+    hydra: dict
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.hydra["runtime"]["output_dir"])
+
+    @property
+    def choices(self) -> dict:
+        return dict(self.hydra["runtime"]["choices"])
+
+
+def members(base: DictConfig, job_overrides: list, idxs: list[int]) -> list[Member]:
+    """The group's members from its first job's composed config (`base`, with its hydra
+    node): each with its own member values set as Hydra sets an override (OmegaConf.update,
+    merge), its own overrides, number, override_dirname and output directory."""
+    task = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
+    hydra = OmegaConf.to_container(base.hydra, resolve=False, enum_to_str=True)
+    out = []
+    for idx, overrides in zip(idxs, job_overrides):
+        mine = copy.deepcopy(task)
+        for o in PARSER.parse_overrides(list(overrides)):
+            if is_member(o):
+                OmegaConf.update(mine, o.key_or_group, o.value(), merge=True)
+        node = copy.deepcopy(hydra)
+        node["job"]["num"], node["job"]["id"] = idx, str(idx)  # as Hydra's typed JobConf holds them
+        node["job"]["override_dirname"] = dirname(overrides, base)
+        node["overrides"]["task"] = list(overrides)
+        node["runtime"]["output_dir"] = output_dir(base, idx, node["job"]["override_dirname"])
+        out.append(Member(idx, list(overrides), mine, node))
+    return out
 
 
 def dirname(overrides, config: DictConfig) -> str:
     """hydra.job.override_dirname, as Hydra makes it from a job's own overrides."""
     spec = config.hydra.job.config.override_dirname
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    kept = [o for o in parsed if not o.is_hydra_override()]
+    kept = [o for o in PARSER.parse_overrides(list(overrides)) if not o.is_hydra_override()]
     lines = sorted(o.input_line for o in kept if o.key_or_group not in spec.exclude_keys)
     return re.sub("=", spec.kv_sep, spec.item_sep.join(lines))
 
 
-def derive(base: DictConfig, overrides, idx: int) -> DictConfig:
-    """Another member's config from its group's composed one: its own member values set as
-    Hydra sets an override (OmegaConf.update with merge), its own overrides recorded."""
-    config = copy.deepcopy(base)
-    for o in OverridesParser.create().parse_overrides(list(overrides)):
-        if is_member(o):
-            OmegaConf.update(config, o.key_or_group, o.value(), merge=True)
-    with open_dict(config.hydra):
-        config.hydra.overrides.task = list(overrides)
-        config.hydra.job.override_dirname = dirname(overrides, config)
-    return numbered(config, idx)
+def output_dir(base: DictConfig, idx: int, override_dirname: str) -> str:
+    """hydra.sweep.dir / hydra.sweep.subdir for this job (the subdir resolved with its own
+    number and override_dirname, as run_job resolves it)."""
+    with open_dict(base):
+        base.hydra.job.num, base.hydra.job.id = idx, idx
+        base.hydra.job.override_dirname = override_dirname
+    subdir = str(OmegaConf.select(base, "hydra.sweep.subdir"))
+    return os.path.abspath(os.path.join(str(base.hydra.sweep.dir), subdir))
 
 
-def numbered(config: DictConfig, idx: int) -> DictConfig:
-    with open_dict(config):
-        config.hydra.job.id = idx
-        config.hydra.job.num = idx
-    subdir = str(OmegaConf.select(config, "hydra.sweep.subdir"))
-    output = os.path.abspath(os.path.join(str(config.hydra.sweep.dir), subdir))
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = output
-    return config
-
-
-def save(config: DictConfig) -> tuple[DictConfig, DictConfig]:
+def save(member: Member) -> None:
     """.hydra/{config,hydra,overrides}.yaml in the job's directory, as Hydra's run_job writes
-    them; the task config (without hydra) and the hydra config, for the job's JobReturn."""
-    task = copy.deepcopy(config)
-    with read_write(task), open_dict(task):
-        del task["hydra"]
-    hydra_cfg = OmegaConf.masked_copy(config, "hydra")
-    out = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
+    them (hydra.yaml by PyYAML's C dumper: the same data, 4 ms less a job)."""
+    out = member.output_dir / str(member.hydra["output_subdir"])
     out.mkdir(parents=True, exist_ok=True)
-    for name, node in (("config", task), ("hydra", hydra_cfg),
-                       ("overrides", config.hydra.overrides.task)):  # fmt: skip
-        (out / f"{name}.yaml").write_text(OmegaConf.to_yaml(node))
-    return task, hydra_cfg
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(member.task))
+    hydra = yaml.dump({"hydra": member.hydra}, Dumper=yaml.CSafeDumper, sort_keys=False,
+                      allow_unicode=True)  # fmt: skip
+    (out / "hydra.yaml").write_text(hydra)
+    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(member.overrides)))
 
 
 def console_logging(config: DictConfig) -> None:
@@ -101,9 +161,10 @@ def console_logging(config: DictConfig) -> None:
     configure_log(logging_cfg, config.hydra.verbose)
 
 
-def job_return(overrides, task: DictConfig, hydra_cfg: DictConfig, summary: dict) -> JobReturn:
-    ret = JobReturn(overrides=list(overrides), cfg=task, hydra_cfg=hydra_cfg,
-                    working_dir=os.getcwd(), task_name="gradexp")  # fmt: skip
+def job_return(member: Member, summary: dict) -> JobReturn:
+    """The sweeper's result for one member (hydra_cfg left out: no sweeper reads it)."""
+    ret = JobReturn(overrides=member.overrides, cfg=member.task, working_dir=os.getcwd(),
+                    task_name="gradexp")  # fmt: skip
     ret.status = JobStatus.COMPLETED
     ret.return_value = summary["objective"]
     return ret

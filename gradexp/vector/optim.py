@@ -68,79 +68,78 @@ class VectorOptimizer:
 
     @torch.no_grad()
     def step(self, param: Tensor, grad: Tensor, lr: Tensor, alive: Tensor) -> None:
-        """lr: [K, 1] float64, this step's learning rates; alive: [K, 1] bool."""
-        self.steps += alive.to(torch.float64)
+        """lr: [K, 1] float64, this step's learning rates; alive: [K, 1] bool. A frozen member
+        is held by zero coefficients (its gradient is 0: its loss was left out of the backward
+        pass), so every buffer is updated in place, with no copy per step."""
+        on = alive.to(torch.float64)
+        self.steps += on
         g = -grad if self.flags.get("maximize") else grad
-        new = getattr(self, f"_{self.kind}")(param, g, lr)
-        for name, value in new.items():
-            old = param if name == "param" else self.state.get(name)
-            if old is None:  # a state buffer's first step (SGD momentum)
-                self.state[name] = torch.where(alive, value, torch.zeros_like(value))
-            else:
-                old.copy_(torch.where(alive, value, old))
+        getattr(self, f"_{self.kind}")(param, g, lr * on, on)
 
     def _decay(self, param: Tensor, g: Tensor) -> Tensor:
         return g + self.cast("weight_decay") * param if self.used["weight_decay"] else g
 
-    def _sgd(self, param: Tensor, g: Tensor, lr: Tensor) -> dict[str, Tensor]:
+    def _keep(self, name: str, on: Tensor) -> Tensor:
+        """The factor an old buffer is multiplied by: its own, 1 for a frozen member."""
+        return torch.where(on > 0, self.h[name], 1.0).to(self.dtype)
+
+    def _sgd(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         g = self._decay(param, g)
-        out = {}
         if self.used["momentum"]:
             buf = self.state.get("momentum_buffer")
+            if buf is None:
+                buf = self.state["momentum_buffer"] = g * on.to(self.dtype)
+            else:
+                buf.mul_(self._keep("momentum", on)).add_(((1 - self.h["dampening"]) * on)
+                                                          .to(self.dtype) * g)  # fmt: skip
             m = self.cast("momentum")
-            buf = g.clone() if buf is None else buf * m + (1 - self.h["dampening"]).to(
-                self.dtype) * g  # fmt: skip
-            out["momentum_buffer"] = buf
             d = g + m * buf if self.flags["nesterov"] else buf
             g = torch.where(self.h["momentum"] != 0, d, g)
-        return out | {"param": param - lr.to(self.dtype) * g}
+        param.sub_(lr.to(self.dtype) * g)
 
-    def _adam(self, param: Tensor, g: Tensor, lr: Tensor) -> dict[str, Tensor]:
+    def _adam(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         if self.decoupled:
-            param = param * (1 - lr * self.h["weight_decay"]).to(self.dtype)
+            param.mul_((1 - lr * self.h["weight_decay"]).to(self.dtype))
         else:
             g = self._decay(param, g)
         b1, b2 = self.h["beta1"], self.h["beta2"]
-        m = self.state.get("exp_avg", torch.zeros_like(param))
-        v = self.state.get("exp_avg_sq", torch.zeros_like(param))
-        m = torch.lerp(m, g, (1 - b1).to(self.dtype))
-        v = v * b2.to(self.dtype) + (1 - b2).to(self.dtype) * g * g
-        out = {"exp_avg": m, "exp_avg_sq": v}
+        m = self.state.setdefault("exp_avg", torch.zeros_like(param))
+        v = self.state.setdefault("exp_avg_sq", torch.zeros_like(param))
+        m.lerp_(g, ((1 - b1) * on).to(self.dtype))
+        v.mul_(self._keep("beta2", on)).add_(((1 - b2) * on).to(self.dtype) * g * g)
         if self.flags["amsgrad"]:
-            out["max_exp_avg_sq"] = v = torch.maximum(
-                self.state.get("max_exp_avg_sq", torch.zeros_like(v)), v)  # fmt: skip
+            v = torch.maximum(self.state.setdefault("max_exp_avg_sq", torch.zeros_like(v)), v,
+                              out=self.state["max_exp_avg_sq"])  # fmt: skip
         step = torch.clamp(self.steps, min=1)
         size = (lr / (1 - b1**step)).to(self.dtype)
-        denom = v.sqrt() / ((1 - b2**step) ** 0.5).to(self.dtype) + self.cast("eps")
-        return out | {"param": param - size * (m / denom)}
+        denom = v.sqrt().div_(((1 - b2**step) ** 0.5).to(self.dtype)).add_(self.cast("eps"))
+        param.sub_(size * (m / denom))
 
-    def _rmsprop(self, param: Tensor, g: Tensor, lr: Tensor) -> dict[str, Tensor]:
+    def _rmsprop(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         g = self._decay(param, g)
         a = self.h["alpha"]
-        sq = self.state.get("square_avg", torch.zeros_like(param))
-        sq = sq * a.to(self.dtype) + (1 - a).to(self.dtype) * g * g
-        out = {"square_avg": sq}
+        sq = self.state.setdefault("square_avg", torch.zeros_like(param))
+        sq.mul_(self._keep("alpha", on)).add_(((1 - a) * on).to(self.dtype) * g * g)
         if self.flags["centered"]:
-            ga = torch.lerp(self.state.get("grad_avg", torch.zeros_like(g)), g,
-                            (1 - a).to(self.dtype))  # fmt: skip
-            out["grad_avg"] = ga
-            avg = (sq - ga * ga).sqrt() + self.cast("eps")
+            ga = self.state.setdefault("grad_avg", torch.zeros_like(g))
+            ga.lerp_(g, ((1 - a) * on).to(self.dtype))
+            avg = (sq - ga * ga).sqrt_().add_(self.cast("eps"))
         else:
-            avg = sq.sqrt() + self.cast("eps")
+            avg = sq.sqrt().add_(self.cast("eps"))
         step = g / avg
         if self.used["momentum"]:
-            buf = self.state.get("momentum_buffer", torch.zeros_like(param))
-            buf = buf * self.cast("momentum") + step
-            out["momentum_buffer"] = buf
+            buf = self.state.setdefault("momentum_buffer", torch.zeros_like(param))
+            buf.mul_(self._keep("momentum", on)).add_(step * on.to(self.dtype))
             step = torch.where(self.h["momentum"] > 0, buf, step)
-        return out | {"param": param - lr.to(self.dtype) * step}
+        param.sub_(lr.to(self.dtype) * step)
 
-    def _adagrad(self, param: Tensor, g: Tensor, lr: Tensor) -> dict[str, Tensor]:
+    def _adagrad(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         g = self._decay(param, g)
         clr = lr / (1 + (torch.clamp(self.steps, min=1) - 1) * self.h["lr_decay"])
-        total = self.state["sum"] + g * g
-        std = total.sqrt() + self.cast("eps")
-        return {"sum": total, "param": param - clr.to(self.dtype) * (g / std)}
+        total = self.state["sum"]
+        total.add_(on.to(self.dtype) * g * g)
+        std = total.sqrt().add_(self.cast("eps"))
+        param.sub_(clr.to(self.dtype) * (g / std))
 
     def state_dict(self) -> dict:
         return {"steps": self.steps.clone(), "state": {k: v.clone() for k, v in self.state.items()}}

@@ -24,7 +24,7 @@ from gradexp.experiment import Experiment, build, build_member
 from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
 from gradexp.record.logger import Logger
-from gradexp.runtime import defer_dynamo, threads
+from gradexp.runtime import available_bytes, defer_dynamo, threads
 from gradexp.summary import hparams, summarise
 from gradexp.vector.members import stack, unsupported
 from gradexp.vector.record import GroupRecord
@@ -44,9 +44,12 @@ class Job:
     summary: dict | None = field(default=None)
 
 
-def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir") -> list[dict]:
-    """Every job's summary (also on disk), trained as one batched model where they can be, one
-    after another where they cannot (said once, with the reason). Never raises."""
+def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
+              max_members: int | None = None) -> list[dict]:  # fmt: skip
+    """Every job's summary (also on disk), trained as one batched model where they can be (in
+    pieces of at most max_members; None: as many as half the free memory holds), one after
+    another where they cannot (said once, with the reason). Never raises but for a group that
+    cannot fit even one member (a ConfigError naming hydra.launcher.max_members)."""
     started = time.time()
     defer_dynamo()
     interrupt = StopSignals()
@@ -64,8 +67,39 @@ def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir") -> list[dict]:
                 job.summary = single.main(job.cfg, job.run_dir, job.choices, job.overrides,
                                           dir_key)  # fmt: skip
         elif exps:
-            train(kept, exps, started, interrupt)
+            for part in pieces(kept, exps, max_members or fitting(exps[0])):
+                train(*part, started, interrupt)
     return [job.summary for job in jobs]
+
+
+def pieces(jobs: list[Job], exps: list[Experiment], size: int):
+    """The members split where their L2 terms differ in kind (λ = 0 logs no train/l2), then
+    into pieces of at most `size`."""
+    kinds: dict[bool, list[int]] = {}
+    for i, exp in enumerate(exps):
+        kinds.setdefault(exp.knobs.l2 != 0, []).append(i)
+    for part in kinds.values():
+        for a in range(0, len(part), size):
+            chosen = part[a : a + size]
+            yield [jobs[i] for i in chosen], [exps[i] for i in chosen]
+
+
+def fitting(exp: Experiment) -> int:
+    """How many members fit in half the memory free on the run's device: parameters,
+    gradients and two optimizer moments, the widest activations of a batch (forward and
+    backward) and of an evaluation chunk."""
+    size = torch.finfo(exp.knobs.dtype).bits // 8
+    params = sum(p.numel() for p in exp.model.parameters())
+    widths = [p.shape[0] for n, p in exp.model.named_parameters() if n.endswith("weight")] or [1]
+    batch = exp.batches.size * exp.batches.accumulate
+    rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
+    per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
+    budget = available_bytes(exp.knobs.device) // 2
+    if per_member > budget:
+        raise ConfigError("hydra.launcher.max_members", "null", f"one member needs "
+                          f"{per_member / 1e9:.3g} GB, more than half the {2 * budget / 1e9:.3g}"
+                          f" GB free on {exp.knobs.device}")  # fmt: skip
+    return max(1, min(4096, budget // per_member))
 
 
 def prepare(job: Job, dir_key: str, base: Experiment | None, started, interrupt):

@@ -16,16 +16,20 @@ from hydra_plugins.gradexp_launchers.inprocess import ComposedOnce
 
 
 class VectorizedLauncher(Launcher):
-    def __init__(self, max_members: int | None = None, keep: int = 4096) -> None:
-        self.max_members, self.keep = max_members, keep
+    def __init__(self, max_members: int | None = None) -> None:
+        self.max_members = max_members
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:  # fmt: skip
-        if not isinstance(hydra_context.config_loader, ComposedOnce):
-            hydra_context.config_loader = ComposedOnce(hydra_context.config_loader, self.keep)
+        from gradexp.vector.jobs import Deriving  # Hydra and OmegaConf only: cheap to import
+
+        loader = hydra_context.config_loader
+        while isinstance(loader, ComposedOnce | Deriving):
+            loader = loader.loader
+        hydra_context.config_loader = Deriving(loader)
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
