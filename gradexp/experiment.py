@@ -88,7 +88,8 @@ class Experiment:
 
 def build(cfg: DictConfig, choices: dict) -> Experiment:
     """Check the config and build the experiment, seeded: the same config, the same run."""
-    knobs = check_knobs(cfg)
+    config = plain(cfg)
+    knobs = check_knobs(cfg, config)
     torch.manual_seed(cfg.seed)
     # model=function is its own objective: no data set, no loss, one dummy sample per step.
     is_function = is_objective(cfg.model)
@@ -123,7 +124,7 @@ def build(cfg: DictConfig, choices: dict) -> Experiment:
     else:
         title = describe(cfg, choices, data, batches, knobs, total)
     return Experiment(
-        knobs, plain(cfg), data, model, loss_fn, optimizer, scheduler, batches, total, title,
+        knobs, config, data, model, loss_fn, optimizer, scheduler, batches, total, title,
         is_function, evaluator(model, loss_fn, data, knobs.dtype),
         build_probes(cfg, knobs, batches, is_function, model),
         (cfg.explode.factor, cfg.explode.window),
@@ -135,7 +136,8 @@ def build_member(cfg: DictConfig, choices: dict, base: Experiment) -> Experiment
     """Another seed or other optimizer numbers on `base`'s data (a vectorised group's member):
     the model, optimizer and schedule its own build() would make, initialised as that build
     initialises them (the seed, then the model: nothing between consumes torch's generator)."""
-    knobs = check_knobs(cfg)
+    config = plain(cfg)
+    knobs = check_knobs(cfg, config)
     torch.manual_seed(cfg.seed)
     model = make("model", cfg.model, base.data.in_features, base.data.out_features)
     model = model.to(device=knobs.device, dtype=knobs.dtype)
@@ -143,16 +145,7 @@ def build_member(cfg: DictConfig, choices: dict, base: Experiment) -> Experiment
     scheduler = make("schedule", cfg.schedule, optimizer, total_steps=base.total)
     title = base.title.replace(f"(lr={base.config['optimizer']['lr']:g})",
                                f"(lr={cfg.optimizer.lr:g})")  # fmt: skip
-    return replace(
-        base,
-        knobs=knobs,
-        config=plain(cfg),
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        title=title,
-        evaluator=None,
-        probes=[],
-        explode=(cfg.explode.factor, cfg.explode.window),
-        diverge=cfg.diverge.factor,
-    )
+    return replace(base, knobs=knobs, config=config, model=model, optimizer=optimizer,
+                   scheduler=scheduler, title=title, evaluator=None, probes=[],
+                   explode=(cfg.explode.factor, cfg.explode.window),
+                   diverge=cfg.diverge.factor)  # fmt: skip

@@ -31,9 +31,10 @@ class Knobs:
     time_limit: float | None
 
 
-def check_knobs(cfg: DictConfig) -> Knobs:
-    """Every run-level value, before anything is built: errors name the key and what is allowed."""
-    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+def check_knobs(cfg: DictConfig, config: dict | None = None) -> Knobs:
+    """Every run-level value, before anything is built: errors name the key and what is allowed.
+    `config`: plain(cfg), if the caller has it already."""
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     for key in sorted(OmegaConf.missing_keys(own)):  # `???` in a preset: data=file's data.path
         example = {"data.path": "data.path=my.csv", "data.target": "data.target=label"}.get(key)
         why = f"is required: give it on the command line{f', e.g. {example}' if example else ''}"
@@ -56,7 +57,7 @@ def check_knobs(cfg: DictConfig) -> Knobs:
     check_number("batch.accumulate", cfg.batch.accumulate, low=1, integer=True, strict=False)
     check_number("data.eval_fraction", cfg.data.eval_fraction, low=0, high=0.9, strict=False)
     check_choice("dtype", cfg.dtype, DTYPES)
-    check_groups(plain(cfg))
+    check_groups(config if config is not None else plain(cfg))
     check_representable(cfg.optimizer, DTYPES[cfg.dtype])
     return Knobs(
         resolve_device(str(cfg.device)),
@@ -123,8 +124,8 @@ def threads(cfg: DictConfig) -> int:
 
 def plain(cfg: DictConfig) -> dict:
     """The run's config as plain Python values, without the hydra node."""
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
-                                  resolve=True)  # fmt: skip
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    return OmegaConf.to_container(own, resolve=True)
 
 
 def resolve_device(name: str) -> torch.device:

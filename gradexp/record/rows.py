@@ -26,8 +26,14 @@ class DeviceRows:
     """Rows of 0-d (or [K]) tensors, one per step, and points at chosen steps: nothing is read
     back until take(), which copies all of it in two stacked transfers."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, stacked: bool = False):
         self.width = width  # tensors per row
+        # stacked: rows of [K] tensors (a vectorised group) go into one growing buffer as they
+        # come, so that no small tensor per step outlives the step. Kept in a list instead,
+        # they pinned the heap above each step's large temporaries until the flush: the
+        # process grew by 1.4 MB a step (32 digits MLPs) although nothing else was held.
+        self.stacked = stacked
+        self.buffer: Tensor | None = None
         self.rows: list[list[Tensor]] = []
         self.steps: list[int] = []
         self.lrs: list = []
@@ -35,7 +41,16 @@ class DeviceRows:
         self.epochs: list[tuple[int, int, dict]] = []
 
     def record(self, step: int, lr, row: list[Tensor]) -> None:
-        self.rows.append(row)
+        if self.stacked:
+            n = len(self.steps)
+            if self.buffer is None or n == self.buffer.shape[0]:
+                grown = row[0].new_empty((max(64, 2 * n), self.width, *row[0].shape))
+                if self.buffer is not None:
+                    grown[:n] = self.buffer
+                self.buffer = grown
+            torch.stack(row, out=self.buffer[n])
+        else:
+            self.rows.append(row)
         self.steps.append(step)
         self.lrs.append(lr)
 
@@ -48,7 +63,10 @@ class DeviceRows:
     def take(self) -> Pending:
         """Everything recorded since the last take(), on the host as float64."""
         rows = None
-        if self.rows:
+        if self.stacked and self.steps:
+            # A copy: the buffer is written again after this flush, the rows are kept longer.
+            rows = self.buffer[: len(self.steps)].to("cpu", torch.float64, copy=True).numpy()
+        elif self.rows:
             flat = torch.stack(list(chain.from_iterable(self.rows))).double().cpu()  # no grad_fn
             rows = flat.numpy().reshape(len(self.rows), self.width, *flat.shape[1:])
         values = _host([d for _, d in self.points] + [d for _, _, d in self.epochs])

@@ -64,7 +64,11 @@ class VectorOptimizer:
                             device=self.device).unsqueeze(1)  # fmt: skip
 
     def cast(self, name: str) -> Tensor:
-        return self.h[name].to(self.dtype)
+        """A hyperparameter column in the parameters' dtype (cast once)."""
+        key = f"{name}:cast"
+        if key not in self.h:
+            self.h[key] = self.h[name].to(self.dtype)
+        return self.h[key]
 
     @torch.no_grad()
     def step(self, param: Tensor, grad: Tensor, lr: Tensor, alive: Tensor) -> None:

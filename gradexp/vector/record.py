@@ -27,7 +27,7 @@ class GroupRecord:
 
     def __init__(self, members: list[History]):
         self.members = members
-        self.device = DeviceRows(members[0].recorded)
+        self.device = DeviceRows(members[0].recorded, stacked=True)
 
     def elapsed(self) -> float:
         return self.members[0].elapsed()

@@ -137,11 +137,11 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt) ->
         group = stack(exps, [job.cfg.seed for job in jobs])
         loggers = [Logger(job.run_dir) for job in jobs]
         histories = [e.history(lg) for e, lg in zip(exps, loggers)]
-        for job, exp, lg in zip(jobs, exps, loggers):
+        for k, (job, exp, lg) in enumerate(zip(jobs, exps, loggers)):
             lg.text("config", "    " + OmegaConf.to_yaml(job.cfg).replace("\n", "\n    "))
             with member_log(job.run_dir, quiet=True):
-                log.info("%s · member %d of %d trained as one model", exp.title,
-                         jobs.index(job) + 1, len(jobs))  # fmt: skip
+                log.info("%s · member %d of %d trained as one model", exp.title, k + 1,
+                         len(jobs))  # fmt: skip
         log.info("%s · %d members as one model", exps[0].title, len(exps))
         outcomes = train_group(group, GroupRecord(histories), exps[0].plan(), interrupt=interrupt)
     except Exception as e:  # a crash fails every member, each with the traceback

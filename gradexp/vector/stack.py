@@ -104,9 +104,11 @@ def losses(loss_fn: nn.Module, out: Tensor, target: Tensor) -> Tensor:
     if isinstance(loss_fn, MSELoss):
         return (out - target).square().flatten(1).mean(1)
     labels = target.expand(k, b).reshape(-1)
-    if isinstance(loss_fn, CrossEntropyLoss):
+    if isinstance(loss_fn, CrossEntropyLoss):  # torch's own, so that NaN and inf are its own
         each = F.cross_entropy(out.reshape(k * b, -1), labels, reduction="none")
-    else:
+        return each.view(k, b).mean(1)
+    if isinstance(loss_fn, HingeLoss):
         each = F.multi_margin_loss(out.reshape(k * b, -1), labels, margin=loss_fn.margin,
                                    reduction="none")  # fmt: skip
-    return each.view(k, b).mean(1)
+        return each.view(k, b).mean(1)
+    raise TypeError(f"no batched form of {type(loss_fn).__name__}")
