@@ -62,7 +62,7 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str],
             "stop_reason": "error",
             "error": f"{type(e).__name__}: {e}",
         }
-    return finish(summary, run_dir, started, interrupt)
+    return finish(summary, run_dir, started, interrupt, dir_key)
 
 
 def run(
@@ -121,13 +121,19 @@ def finish_probes(exp: Experiment, run_dir: Path, logger: Logger, steps: int) ->
     return finished
 
 
-def finish(summary: dict, run_dir: Path, started: float, interrupt: StopSignals) -> dict:
+def finish(summary: dict, run_dir: Path, started: float, interrupt: StopSignals,
+           dir_key: str = "hydra.run.dir", say: bool = True) -> dict:  # fmt: skip
     """Exit code, wall time and objective into the summary; summary.json; the closing lines."""
     if summary.get("stop_reason") == "signal":
         summary["exit_code"] = interrupt.exit_code
-        log.error("gradexp: %s; checkpoint in %s; to continue, run the same command with "
-                  "hydra.run.dir=%s resume=true", summary["message"],
-                  shown_path(run_dir / "checkpoints"), shown_path(run_dir))  # fmt: skip
+        again = (f"hydra.run.dir={shown_path(run_dir)} resume=true" if dir_key == "hydra.run.dir"
+                 else "resume=true (the same -m sweep, into the same hydra.sweep.dir)")  # fmt: skip
+        where = shown_path(run_dir / "checkpoints")
+        if dir_key != "hydra.run.dir":  # a sweep's: every stopped job has its own
+            where = f"each job's checkpoints/ (such as {where})"
+        if say:
+            log.error("gradexp: %s; checkpoint in %s; to continue, run the same command with %s",
+                      summary["message"], where, again)  # fmt: skip
     summary["wall_time_s"] = round(time.time() - started, 3)
     summary["objective"] = objective(summary)
     resume.safe_write(write_summary, run_dir, summary)

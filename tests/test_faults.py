@@ -156,3 +156,41 @@ def test_sigkill_with_probes_then_resume_is_bitwise(tmp_path, run):
     assert summary["final"] == whole["final"] and summary.get("probes") == whole.get("probes")
     assert without_time(killed) == without_time(tmp_path / "whole"), at
     assert scalars(killed) == scalars(tmp_path / "whole"), at
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_stopped_vectorised_sweep_resumes_bitwise(tmp_path, how):
+    """A vectorised sweep stopped mid-group (SIGTERM: checkpoint at that step; kill -9 at a
+    random step: the last periodic one), then run again with resume=true, ends bitwise as the
+    vectorised sweep that never stopped, member by member."""
+    args = ["-m", *RUN, "optimizer.lr=0.01,0.02,0.03", "hydra/launcher=vectorized"]
+    ref = cli(*args, "hydra.sweep.dir=ref", cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    sweep = tmp_path / "cut"
+    proc = start(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    deadline = time.monotonic() + 180
+    while len(list(sweep.glob("*/metrics.jsonl"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    jobs = sorted(d for d in sweep.iterdir() if (d / ".hydra").is_dir())
+    wait_for_step(proc, jobs[-1], random.randint(60, 520))
+    if how == "sigterm":
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in out + err, err
+        assert (out + err).count("gradexp: interrupted by SIGTERM at step") == 1  # per group
+        assert "to continue, run the same command with resume=true" in err
+        stopped = {json.loads((d / "summary.json").read_text())["steps"] for d in jobs}
+        assert len(stopped) == 1 and {newest_checkpoint(d) for d in jobs} == stopped
+    else:
+        proc.kill()
+        proc.communicate()
+    again = cli(*args, f"hydra.sweep.dir={sweep}", "resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    # A kill between two members' checkpoint writes leaves them a step apart: two groups then.
+    assert "members as one model, resumed at step" in again.stderr
+    for d in jobs:
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["resumed_from"]["step"] > 0
+        assert without_time(d) == without_time(tmp_path / "ref" / d.name)
+        assert scalars(d) == scalars(tmp_path / "ref" / d.name)

@@ -65,18 +65,23 @@ class Checkpointer:
             "config": self.config,
             "probes": [p.state_dict() if hasattr(p, "state_dict") else {} for p in self.probes],
         }
-        self.folder.mkdir(exist_ok=True)
-        path = self.folder / f"step-{position.step:08d}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        with tmp.open("wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a reader sees the old set or the new, never half a file
-        for old in checkpoints(self.folder)[KEEP:]:
-            old.unlink(missing_ok=True)
-        sync_dir(self.folder)  # the rename itself survives a power cut
-        return path
+        return write(self.folder, position.step, state)
+
+
+def write(folder: Path, step: int, state: dict) -> Path:
+    """folder/step-NNNNNNNN.pt, written whole or not at all; the two newest kept."""
+    folder.mkdir(exist_ok=True)
+    path = folder / f"step-{step:08d}.pt"
+    tmp = path.with_suffix(".pt.tmp")
+    with tmp.open("wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: a reader sees the old set or the new, never half a file
+    for old in checkpoints(folder)[KEEP:]:
+        old.unlink(missing_ok=True)
+    sync_dir(folder)  # the rename itself survives a power cut
+    return path
 
 
 def sync_dir(folder: Path) -> None:

@@ -31,20 +31,25 @@ def comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in FREE_KEYS and k != "hydra"}
 
 
-def latest(run_dir: Path, config: dict, model=None) -> dict | None:
+def latest(run_dir: Path, config: dict, model=None, vector: bool = False) -> dict | None:
     """The checkpoint to continue from (None: start afresh), checked against this config: the
     newest that reads, fits the model and is covered by the logs on disk."""
 
     def usable(state: dict) -> str | None:
-        return uncovered(run_dir, state["logs"]) or (
-            misfit(state["model"], model) if model else None
-        )
+        if ("vector" in state) != vector:
+            return ("it was written by a run of its own, not by a vectorised group" if vector
+                    else "it was written by a vectorised group; resume with "
+                    "hydra/launcher=vectorized")  # fmt: skip
+        fits = misfit(state["model"], model) if model else None
+        return uncovered(run_dir, state["logs"]) or fits
 
     state, skipped = load_latest(run_dir, usable)
     if state is None:
         if checkpoints(Path(run_dir) / FOLDER):
             where = Path(run_dir) / FOLDER
-            allowed = f"no usable checkpoint in {where} ({len(skipped)} unusable: see the log)"
+            newest = skipped[0].split(" (", 1)[1].rsplit("); trying", 1)[0]  # its reason
+            allowed = (f"no usable checkpoint in {where} ({len(skipped)} unusable; the newest: "
+                       f"{newest})")  # fmt: skip
             raise ConfigError("resume", "true", allowed + "; start over with overwrite=true")
         log.info("gradexp: no checkpoint in %s: starting from step 0", run_dir)
         return None

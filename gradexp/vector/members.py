@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from gradexp.errors import ConfigError
 from gradexp.experiment import Experiment, build, build_member
+from gradexp.runtime import available_bytes
 from gradexp.vector.batches import VectorBatches
 from gradexp.vector.optim import VectorOptimizer, kind_of
 from gradexp.vector.stack import Stack, why_not
@@ -70,3 +72,21 @@ def stack(exps: list[Experiment], seeds: list[int]) -> Group:
         train_set=(base.batches.x, base.batches.y, labels),
         alive=torch.ones(k, 1, dtype=torch.bool, device=base.knobs.device), examples=[None] * k,
     )  # fmt: skip
+
+
+def fitting(exp: Experiment) -> int:
+    """How many members fit in half the memory free on the run's device: parameters,
+    gradients and two optimizer moments, the widest activations of a batch (forward and
+    backward) and of an evaluation chunk."""
+    size = torch.finfo(exp.knobs.dtype).bits // 8
+    params = sum(p.numel() for p in exp.model.parameters())
+    widths = [p.shape[0] for n, p in exp.model.named_parameters() if n.endswith("weight")] or [1]
+    batch = exp.batches.size * exp.batches.accumulate
+    rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
+    per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
+    budget = available_bytes(exp.knobs.device) // 2
+    if per_member > budget:
+        raise ConfigError("hydra.launcher.max_members", "null", f"one member needs "
+                          f"{per_member / 1e9:.3g} GB, more than half the {2 * budget / 1e9:.3g}"
+                          f" GB free on {exp.knobs.device}")  # fmt: skip
+    return max(1, min(4096, budget // per_member))

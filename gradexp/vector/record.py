@@ -13,11 +13,11 @@ from gradexp.record.stops import Stop
 def part(pending: Pending, k: int) -> Pending:
     """Member k's share of a group's pending values."""
 
-    def pick(values: dict) -> dict:
-        return {t: v[k] if isinstance(v, np.ndarray) else v for t, v in values.items()}
+    def pick(values: dict) -> dict:  # Python floats, as one run's are (and checkpoints hold)
+        return {t: float(v[k]) if isinstance(v, np.ndarray) else v for t, v in values.items()}
 
     rows = pending.rows[:, :, k] if pending.rows is not None else None
-    return Pending(list(pending.steps), [lr[k] for lr in pending.lrs], rows,
+    return Pending(list(pending.steps), [float(lr[k]) for lr in pending.lrs], rows,
                    [(s, pick(v)) for s, v in pending.points],
                    [(e, s, pick(v)) for e, s, v in pending.epochs])  # fmt: skip
 

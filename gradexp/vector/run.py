@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +24,11 @@ from gradexp.errors import ConfigError
 from gradexp.experiment import Experiment, build, build_member
 from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
-from gradexp.record.logger import Logger
-from gradexp.runtime import available_bytes, defer_dynamo, threads
+from gradexp.runtime import defer_dynamo, threads
 from gradexp.summary import hparams, summarise
-from gradexp.vector.members import stack, unsupported
+from gradexp.vector.checkpoint import GroupCheckpointer, restore
+from gradexp.vector.logs import member_log, open_logs
+from gradexp.vector.members import fitting, stack, unsupported
 from gradexp.vector.record import GroupRecord
 from gradexp.vector.train import train_group
 
@@ -42,6 +44,7 @@ class Job:
     choices: dict
     overrides: list[str]
     summary: dict | None = field(default=None)
+    saved: dict | None = field(default=None)  # the checkpoint it resumes from
 
 
 def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
@@ -64,42 +67,35 @@ def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
         if why:
             log.info("gradexp: %d jobs one after another, not as one model: %s", len(kept), why)
             for job in kept:
+                if interrupt.received:
+                    job.summary = not_started(job, interrupt)
+                    continue
                 job.summary = single.main(job.cfg, job.run_dir, job.choices, job.overrides,
                                           dir_key)  # fmt: skip
+                if job.summary.get("stop_reason") == "signal":
+                    interrupt.received = signal.Signals(job.summary["exit_code"] - 128)
         elif exps:
             for part in pieces(kept, exps, max_members or fitting(exps[0])):
-                train(*part, started, interrupt)
+                if interrupt.received:  # asked to stop: the rest are not started (no files)
+                    for job in part[0]:
+                        job.summary = not_started(job, interrupt)
+                    continue
+                train(*part, started, interrupt, dir_key)
     return [job.summary for job in jobs]
 
 
 def pieces(jobs: list[Job], exps: list[Experiment], size: int):
-    """The members split where their L2 terms differ in kind (λ = 0 logs no train/l2), then
-    into pieces of at most `size`."""
-    kinds: dict[bool, list[int]] = {}
-    for i, exp in enumerate(exps):
-        kinds.setdefault(exp.knobs.l2 != 0, []).append(i)
+    """The members split where their L2 terms differ in kind (λ = 0 logs no train/l2) or they
+    resume from different steps (a crash between two members' checkpoints), then into pieces of
+    at most `size`."""
+    kinds: dict[tuple, list[int]] = {}
+    for i, (job, exp) in enumerate(zip(jobs, exps)):
+        at = job.saved["position"]["step"] if job.saved else 0
+        kinds.setdefault((exp.knobs.l2 != 0, at), []).append(i)
     for part in kinds.values():
         for a in range(0, len(part), size):
             chosen = part[a : a + size]
             yield [jobs[i] for i in chosen], [exps[i] for i in chosen]
-
-
-def fitting(exp: Experiment) -> int:
-    """How many members fit in half the memory free on the run's device: parameters,
-    gradients and two optimizer moments, the widest activations of a batch (forward and
-    backward) and of an evaluation chunk."""
-    size = torch.finfo(exp.knobs.dtype).bits // 8
-    params = sum(p.numel() for p in exp.model.parameters())
-    widths = [p.shape[0] for n, p in exp.model.named_parameters() if n.endswith("weight")] or [1]
-    batch = exp.batches.size * exp.batches.accumulate
-    rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
-    per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
-    budget = available_bytes(exp.knobs.device) // 2
-    if per_member > budget:
-        raise ConfigError("hydra.launcher.max_members", "null", f"one member needs "
-                          f"{per_member / 1e9:.3g} GB, more than half the {2 * budget / 1e9:.3g}"
-                          f" GB free on {exp.knobs.device}")  # fmt: skip
-    return max(1, min(4096, budget // per_member))
 
 
 def prepare(job: Job, dir_key: str, base: Experiment | None, started, interrupt):
@@ -119,32 +115,56 @@ def prepare(job: Job, dir_key: str, base: Experiment | None, started, interrupt)
               cfg.get("overwrite") is True)  # fmt: skip
         writable(job.run_dir)
         check_overrides(cfg, job.overrides, job.choices)
-        return build(cfg, job.choices) if base is None else build_member(cfg, job.choices, base)
+        exp = build(cfg, job.choices) if base is None else build_member(cfg, job.choices, base)
+        if cfg.resume is True:
+            job.saved = resume.latest(job.run_dir, exp.config, exp.model, vector=True)
+        return exp
     except ConfigError as e:
         log.error("gradexp: error: %s (%s)", e, job.run_dir.name)
         job.summary = facts | {"status": "failed", "stop_reason": "config_error", "error": str(e)}
         if isinstance(e, UsedRunDir):
             job.summary["objective"] = math.inf
         else:
-            single.finish(job.summary, job.run_dir, started, interrupt)
+            single.finish(job.summary, job.run_dir, started, interrupt, dir_key)
         return None
 
 
-def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt) -> None:
-    """Stack, train, and write each member's files and summary."""
-    loggers = []
+def not_started(job: Job, interrupt: StopSignals) -> dict:
+    return {"run_dir": str(job.run_dir), "overrides": list(job.overrides),
+            "status": "interrupted", "stop_reason": "signal", "objective": math.inf,
+            "exit_code": interrupt.exit_code,
+            "message": f"not started: {interrupt.name} came first"}  # fmt: skip
+
+
+def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
+          dir_key: str) -> None:  # fmt: skip
+    """Stack, restore (resume=true), train, and write each member's files and summary."""
+    loggers, record = [], None
     try:
         group = stack(exps, [job.cfg.seed for job in jobs])
-        loggers = [Logger(job.run_dir) for job in jobs]
-        histories = [e.history(lg) for e, lg in zip(exps, loggers)]
-        for k, (job, exp, lg) in enumerate(zip(jobs, exps, loggers)):
-            lg.text("config", "    " + OmegaConf.to_yaml(job.cfg).replace("\n", "\n    "))
+        histories = [e.history(sink=None) for e in exps]
+        start = restore(group, [j.saved for j in jobs], histories) if jobs[0].saved else None
+        loggers = [
+            open_logs(j.run_dir, j.cfg.resume is True, j.saved, OmegaConf.to_yaml(j.cfg))
+            for j in jobs
+        ]  # after every restore: a refused checkpoint keeps the logs
+        for history, lg in zip(histories, loggers):
+            history.sink = lg
+        for k, (job, exp) in enumerate(zip(jobs, exps)):
             with member_log(job.run_dir, quiet=True):
                 log.info("%s · member %d of %d trained as one model", exp.title, k + 1,
                          len(jobs))  # fmt: skip
-        log.info("%s · %d members as one model", exps[0].title, len(exps))
-        outcomes = train_group(group, GroupRecord(histories), exps[0].plan(), interrupt=interrupt)
+        log.info("%s · %d members as one model%s", exps[0].title, len(exps),
+                 f", resumed at step {start.step}" if start else "")  # fmt: skip
+        saver = GroupCheckpointer(jobs[0].cfg.checkpoint_every, group, jobs, exps, histories,
+                                  loggers)  # fmt: skip
+        record = GroupRecord(histories)
+        outcomes = train_group(group, record, exps[0].plan(), checkpoint=saver, start=start,
+                               interrupt=interrupt)  # fmt: skip
     except Exception as e:  # a crash fails every member, each with the traceback
+        if record is not None:  # what was measured before the crash is kept, as one run's is
+            with suppress(Exception):
+                record.flush()
         for lg in loggers:
             lg.close()
         for job in jobs:
@@ -153,10 +173,11 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt) ->
             job.summary = {"run_dir": str(job.run_dir), "overrides": list(job.overrides),
                            "status": "failed", "stop_reason": "error",
                            "error": f"{type(e).__name__}: {e}"}  # fmt: skip
-            single.finish(job.summary, job.run_dir, started, interrupt)
+            single.finish(job.summary, job.run_dir, started, interrupt, dir_key)
         log.error("gradexp: group failed: %s: %s", type(e).__name__, e)
         return
     elapsed = histories[0].elapsed()
+    resumed = {"step": start.step} if start else None
     for k, (job, exp, lg, history, outcome) in enumerate(
         zip(jobs, exps, loggers, histories, outcomes)
     ):
@@ -167,26 +188,15 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt) ->
         summary = summarise(outcome, history, exp.data, knobs.device, knobs.dtype)
         summary |= {"elapsed_s": round(elapsed, 3), "warnings": history.warnings,
                     "vectorized": {"members": len(jobs), "member": k}}  # fmt: skip
+        if resumed:
+            summary["resumed_from"] = resumed | {"checkpoint": job.saved["path"]}
         facts = {
             "run_dir": str(job.run_dir),
             "overrides": list(job.overrides),
             "choices": {c: v for c, v in job.choices.items() if not c.startswith("hydra/")},
         }
         with member_log(job.run_dir):
-            job.summary = single.finish(facts | summary, job.run_dir, started, interrupt)
-
-
-@contextmanager
-def member_log(run_dir: Path, quiet: bool = False):
-    """What is logged meanwhile also goes to the member's own gradexp.log (as Hydra's job
-    logging writes a sequential job's); quiet: to that file only."""
-    handler = logging.FileHandler(run_dir / "gradexp.log")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
-    log.addHandler(handler)
-    propagate, log.propagate = log.propagate, not quiet and log.propagate
-    try:
-        yield
-    finally:
-        log.propagate = propagate
-        log.removeHandler(handler)
-        handler.close()
+            # One line for a group stopped by a signal, not one per member.
+            say = k == 0 or outcome.stop_reason != "signal"
+            job.summary = single.finish(facts | summary, job.run_dir, started, interrupt,
+                                        dir_key, say)  # fmt: skip

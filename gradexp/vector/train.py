@@ -178,8 +178,13 @@ def ending(g: Group, record: GroupRecord, plan: Plan, at: Position, reason: str,
     """The last flush, the final parameters evaluated, and how each member ended: what
     gradexp.train.ending does for one run, member by member, in one last flush for all."""
     step, members = at.step, record.members
-    if reason == "signal":
+    if reason == "signal":  # members that had stopped end as their own runs did: with final/*
         stops = record.flush()
+        if any(s is not None and s.reason != "diverged" for s in stops):
+            final = {t: v.tolist() for t, v in final_values(g).items()}
+            ended = [k for k, s in enumerate(stops) if s and s.reason != "diverged"]
+            record.flush({k: [(stops[k].step, {t: v[k] for t, v in final.items()})]
+                          for k in ended})  # fmt: skip
         message = f"interrupted by {interrupt.name} at step {step}"
         return [outcome(s, g.examples[k], at) or Outcome("interrupted", "signal", message, step,
                 at.examples) for k, s in enumerate(stops)]  # fmt: skip
