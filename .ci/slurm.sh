@@ -9,7 +9,8 @@
 #    resolves 127.0.0.1 (AI_ADDRCONFIG), and every daemon bound to 127.0.0.1;
 #  - all state under one temporary dir; a trap stops every daemon this script started.
 # It checks: each job ran as a SLURM array task (sacct) and left summary.json; a job cancelled
-# while running makes the sweep end with a clear error (not hang); nothing is left running.
+# while running makes the sweep end with a clear error (not hang); a vectorised sweep runs one
+# array task per group; nothing is left running.
 # GRADEXP_SLURM_BENCH=1 also times benchmarks/sweep_overhead.py's 24-job sweep on the cluster.
 set -euo pipefail
 
@@ -178,6 +179,21 @@ EOF
         fail "the cancelled job did not record that it was interrupted" /dev/null
     ls "$W/work/crash/1_"*/checkpoints/step-*.pt >/dev/null ||
         fail "the cancelled job left no checkpoint to resume from" /dev/null
+    # 3. A vectorised sweep on SLURM: 8 jobs in 2 groups (sgd, adam), each group one array task
+    #    that trains its 4 members as one model; every job gets its own files.
+    t0=$SECONDS
+    timeout 600 "$PY" -m gradexp -m hydra/launcher=vectorized_slurm \
+        hydra.launcher.submitit.partition=debug hydra.launcher.submitit.timeout_min=10 \
+        hydra.launcher.submitit.cpus_per_task=1 hydra.launcher.submitit.mem_gb=1 progress=false \
+        optimizer=sgd,adam optimizer.lr=0.01,0.02 seed=0,1 epochs=1 batch=minibatch \
+        hydra.sweep.dir="$W/work/vec" >"$W/log/sweep-vec.log" 2>&1 ||
+        fail "the vectorised sweep failed" "$W/log/sweep-vec.log"
+    echo "slurm: vectorised 8-job sweep took $((SECONDS - t0))s"
+    check_jobs "$W/work/vec" 8 "COMPLETED COMPLETED"
+    [ "$(grep -l '"members": 4' "$W/work/vec"/*/summary.json | wc -l)" = 8 ] ||
+        fail "the vectorised jobs were not trained 4 to a group" "$W/log/sweep-vec.log"
+    grep -q "2 groups submitted as slurm tasks" "$W/log/sweep-vec.log" ||
+        fail "the vectorised sweep did not submit its 2 groups" "$W/log/sweep-vec.log"
     echo "slurm: all checks passed in ${SECONDS}s"
     if [ -n "${GRADEXP_SLURM_BENCH:-}" ]; then  # the README's 24-job sweep, on this cluster
         "$PY" "$ROOT/benchmarks/sweep_overhead.py" --launcher slurm --repeats 1 \

@@ -163,3 +163,16 @@ def test_a_member_refused_for_its_config_fails_alone(tmp_path):
     summaries = run_group(group)
     assert [s["status"] for s in summaries] == ["ok", "failed", "ok"]
     assert summaries[1]["error"] == "optimizer.lr=-1: must be a number > 0"
+
+
+def test_a_bad_tqdm_variable_fails_the_group_in_one_line_before_it_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("TQDM_MININTERVAL", "abc")
+    group = []
+    for i, lr in enumerate((0.1, 0.2)):
+        overrides = [*IRIS, *MODES["minibatch"], f"optimizer.lr={lr}", "progress=true"]
+        cfg, choices = make_cfg(*overrides)
+        group.append(Job(cfg, tmp_path / f"member{i}", choices, overrides))
+    summaries = run_group(group)
+    assert [s["stop_reason"] for s in summaries] == ["config_error"] * 2
+    assert summaries[0]["error"].startswith("environment=TQDM_MININTERVAL='abc': tqdm cannot")
+    assert not (tmp_path / "member0" / "metrics.jsonl").exists()

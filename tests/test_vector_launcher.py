@@ -143,3 +143,74 @@ def test_max_members_splits_groups_and_bad_launcher_input_is_one_line(tmp_path):
     assert single.stderr.strip() == ("gradexp: error: hydra/launcher=vectorized: trains the jobs "
                                      "of a sweep as one model; add -m (a single run has no "
                                      "launcher to vectorise)")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_groups_submitted_as_submitit_tasks_give_the_in_process_sweep(tmp_path):
+    """hydra/launcher=vectorized_slurm with cluster=local: each group one submitit task (a
+    process of its own, as a SLURM array task would be), the same files as in-process."""
+    small = ["-m", "data=iris", "model.hidden=[8]", "epochs=3", "optimizer=sgd,adam",
+             "optimizer.lr=0.01,0.02", "seed=0,1"]  # fmt: skip
+    here = cli(*small, "hydra/launcher=vectorized", "hydra.sweep.dir=here", cwd=tmp_path)
+    out = cli(*small, "hydra/launcher=vectorized_slurm", "hydra.launcher.submitit.cluster=local",
+              "hydra.sweep.dir=tasks", cwd=tmp_path)  # fmt: skip
+    assert here.returncode == 0 and out.returncode == 0, out.stderr[-3000:]
+    assert "2 groups submitted as local tasks" in out.stderr
+    tasks = [d for d in (tmp_path / "tasks" / ".submitit").iterdir() if d.name.isdigit()]
+    assert len(tasks) == 2 and all(list(d.glob("*_result.pkl")) for d in tasks)
+    a, b = jobs_of(tmp_path / "here"), jobs_of(tmp_path / "tasks")
+    assert sorted(a) == sorted(b) and len(a) == 8
+    for name in a:
+        x, y = (json.loads((d[name] / "summary.json").read_text()) for d in (a, b))
+        assert x["vectorized"] == y["vectorized"] and x["vectorized"]["members"] == 4
+        assert x["final"] == y["final"]  # the same group, the same process kind: bitwise
+        assert [{k: v for k, v in m.items() if k != "time"} for m in metrics(a[name])] == [
+            {k: v for k, v in m.items() if k != "time"} for m in metrics(b[name])
+        ]
+        assert (b[name] / "model.pt").is_file() and (b[name] / "gradexp.log").is_file()
+    rows = list(csv.DictReader((tmp_path / "tasks" / "summary.csv").open()))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    cases = [
+        (["hydra.launcher.submitit.cluster=pbs"],
+         "hydra.launcher.submitit.cluster=pbs: must be one of slurm, local"),
+        (["+hydra.launcher.submitit.partitio=gpu"],
+         "hydra.launcher.submitit.partitio=gpu: no such submitit setting; did you mean "
+         "hydra.launcher.submitit.partition?"),
+        (["hydra.launcher.submitit.partitio=gpu"],
+         "hydra.launcher.submitit.partitio=gpu: no such key; did you mean "
+         "hydra.launcher.submitit.partition?"),
+    ]  # fmt: skip
+    for i, (extra, line) in enumerate(cases):
+        bad = cli(*small, "hydra/launcher=vectorized_slurm", *extra, f"hydra.sweep.dir=bad{i}",
+                  cwd=tmp_path)  # fmt: skip
+        text = [x for x in (bad.stdout + bad.stderr).splitlines() if x.strip()]
+        assert bad.returncode == 2 and text[-1].startswith(f"gradexp: error: {line}"), text
+        made = tmp_path / f"bad{i}"
+        assert not made.exists() or not jobs_of(made)  # refused before any job dir
+
+
+@pytest.mark.slow
+def test_optuna_batches_of_trials_train_as_groups(tmp_path):
+    """+hparams_search=optuna with n_jobs=8: each batch of trials is grouped (those that differ
+    only in the lr form one model) and every trial's value is its job's own objective."""
+    optuna = pytest.importorskip("optuna")
+    out = cli("-m", "hydra/launcher=vectorized", "+hparams_search=optuna", "data=iris",
+              "epochs=3", "hydra.sweeper.n_jobs=8", "hydra.sweeper.n_trials=16",
+              "hydra.sweeper.storage=sqlite:///study.db", "hydra.sweep.dir=opt",
+              cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="gradexp", storage=f"sqlite:///{tmp_path}/study.db")
+    trials = sorted(study.trials, key=lambda t: t.number)
+    jobs = {int(name.split("_")[0]): d for name, d in jobs_of(tmp_path / "opt").items()}
+    assert len(trials) == 16 and sorted(jobs) == list(range(16))
+    sizes = []
+    for t in trials:
+        summary = json.loads((jobs[t.number] / "summary.json").read_text())
+        assert t.value == summary["objective"] and summary["status"] == "ok"
+        assert f"optimizer.lr={t.params['optimizer.lr']}" in summary["overrides"]
+        sizes.append(summary["vectorized"]["members"])
+        same = [u for u in trials if u.number // 8 == t.number // 8
+                and u.params["optimizer"] == t.params["optimizer"]]  # fmt: skip
+        assert sizes[-1] == len(same)  # a batch's trials with one optimizer: one group
+    assert max(sizes) > 1
+    assert f"Best value: {study.best_value}" in out.stdout + out.stderr

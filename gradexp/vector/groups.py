@@ -40,7 +40,12 @@ def fail(error: ConfigError):
 
 def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
     loader = launcher.hydra_context.config_loader
+    if launcher.submitit is not None:
+        from gradexp.vector.submit import check
+
+        check(launcher.submitit)  # before a job dir is made
     returns = [None] * len(job_overrides)
+    prepared = []
     for idxs in plan(job_overrides):
         head = job_overrides[idxs[0]]
         base = loader.load_sweep_config(launcher.config, list(head))
@@ -49,9 +54,39 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
         for m in group:
             save(m)
         jobs = [Job(m.task, m.output_dir, m.choices, m.overrides) for m in group]
-        for i, m, summary in zip(idxs, group, run_group(jobs, max_members=launcher.max_members)):
-            returns[i] = job_return(m, summary)
-        stopped = [j for j in jobs if j.summary.get("status") == "interrupted"]
-        if stopped:  # the user asked everything to stop, as a single job's SIGTERM does
-            raise SystemExit(stopped[0].summary.get("exit_code", 130))
+        if launcher.submitit is None:  # one group after another, here
+            done = run_group(jobs, max_members=launcher.max_members)
+            for i, m, summary in zip(idxs, group, done):
+                returns[i] = job_return(m, summary)
+            stop_if_interrupted(jobs)
+        else:
+            prepared.append((idxs, group, jobs))
+    if prepared:
+        submitted(launcher, prepared, returns)
     return returns
+
+
+def submitted(launcher, prepared: list, returns: list) -> None:
+    """Every group as one submitit task, all at once; the sweep fails in one line (after every
+    task has ended) if a task left no result."""
+    from gradexp.vector.submit import SubmitFailed, submit
+
+    try:
+        results = submit(launcher.submitit, [jobs for *_, jobs in prepared],
+                         launcher.max_members)  # fmt: skip
+    except SubmitFailed as e:
+        print(f"gradexp: error: {e}", file=sys.stderr)
+        for line in e.failed[1:]:
+            print(f"gradexp:   also {line}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for (idxs, group, jobs), summaries in zip(prepared, results):
+        for i, m, job, summary in zip(idxs, group, jobs, summaries):
+            job.summary = summary
+            returns[i] = job_return(m, summary)
+    stop_if_interrupted([job for *_, jobs in prepared for job in jobs])
+
+
+def stop_if_interrupted(jobs: list) -> None:
+    stopped = [j for j in jobs if j.summary.get("status") == "interrupted"]
+    if stopped:  # the user asked everything to stop, as a single job's SIGTERM does
+        raise SystemExit(stopped[0].summary.get("exit_code", 130))

@@ -24,6 +24,7 @@ from gradexp.errors import ConfigError
 from gradexp.experiment import Experiment, build, build_member
 from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
+from gradexp.record.progress import check_environment, progress_bar
 from gradexp.runtime import defer_dynamo, threads
 from gradexp.summary import hparams, summarise
 from gradexp.vector.checkpoint import GroupCheckpointer, restore
@@ -115,6 +116,8 @@ def prepare(job: Job, dir_key: str, base: Experiment | None, started, interrupt)
               cfg.get("overwrite") is True)  # fmt: skip
         writable(job.run_dir)
         check_overrides(cfg, job.overrides, job.choices)
+        if cfg.progress and base is None:
+            check_environment()
         exp = build(cfg, job.choices) if base is None else build_member(cfg, job.choices, base)
         if cfg.resume is True:
             job.saved = resume.latest(job.run_dir, exp.config, exp.model, vector=True)
@@ -159,8 +162,9 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
         saver = GroupCheckpointer(jobs[0].cfg.checkpoint_every, group, jobs, exps, histories,
                                   loggers)  # fmt: skip
         record = GroupRecord(histories)
-        outcomes = train_group(group, record, exps[0].plan(), checkpoint=saver, start=start,
-                               interrupt=interrupt)  # fmt: skip
+        with progress_bar(exps[0].total, jobs[0].cfg.progress) as bar:  # one bar for the group
+            outcomes = train_group(group, record, exps[0].plan(), checkpoint=saver, start=start,
+                                   interrupt=interrupt, progress=bar)  # fmt: skip
     except Exception as e:  # a crash fails every member, each with the traceback
         if record is not None:  # what was measured before the crash is kept, as one run's is
             with suppress(Exception):

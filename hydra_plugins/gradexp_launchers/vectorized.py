@@ -16,8 +16,13 @@ from hydra_plugins.gradexp_launchers.inprocess import ComposedOnce
 
 
 class VectorizedLauncher(Launcher):
-    def __init__(self, max_members: int | None = None) -> None:
+    def __init__(self, max_members: int | None = None, submitit: dict | None = None) -> None:
+        from omegaconf import OmegaConf
+
         self.max_members = max_members
+        # None: groups train in this process; else each group is one submitit task
+        self.submitit = (OmegaConf.to_container(submitit, resolve=True)
+                         if OmegaConf.is_config(submitit) else submitit)  # fmt: skip
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
