@@ -23,7 +23,7 @@ from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
 from gradexp.record.logger import Logger, rewind, write_summary
 from gradexp.record.progress import check_environment, progress_bar
-from gradexp.runtime import defer_dynamo, threads
+from gradexp.runtime import defer_dynamo, keep_heap, threads
 from gradexp.summary import hparams, objective, one_line, shown_path, summarise
 
 log = logging.getLogger("gradexp")
@@ -41,6 +41,7 @@ def main(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str],
     started = time.time()
     interrupt = StopSignals()
     defer_dynamo()  # torch's compiler: not imported by a run that compiles nothing
+    keep_heap()  # big per-step temporaries reuse the heap instead of fresh mmaps
     try:
         with interrupt, deterministic(cfg.get("deterministic") is True), threads(knob_threads(cfg)):
             fresh([run_dir], dir_key, run_dir, cfg.resume is True, cfg.get("overwrite") is True)

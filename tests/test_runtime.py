@@ -86,3 +86,40 @@ def test_threads_apply_to_the_run_and_are_restored(run_dir, monkeypatch):
     seen.clear()
     run_experiment(run_dir.parent / "r2", "data=iris", "max_steps=2", "threads=0")
     assert set(seen) == {before}  # 0: torch's own default, untouched
+
+
+HEAP = """
+import ctypes, json, sys
+from gradexp.runtime import keep_heap
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+tuned = keep_heap()
+before = libc.mallinfo2().hblks
+block = libc.malloc(8 << 20)  # 8 MB: an mmap of its own under glibc's default threshold
+mmapped = libc.mallinfo2().hblks - before
+print(json.dumps({"tuned": tuned, "again": keep_heap(), "mmapped": mmapped}))
+libc.free(ctypes.c_void_p(block))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+@pytest.mark.parametrize("setting", ["", "default"])
+def test_keep_heap_serves_big_blocks_from_the_heap_unless_opted_out(setting):
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("no glibc ≥ 2.33 (mallinfo2)")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin", "GRADEXP_MALLOC": setting}
+    out = subprocess.run([sys.executable, "-c", HEAP], capture_output=True, text=True,
+                         cwd=ROOT, env=env, check=True)  # fmt: skip
+    got = json.loads(out.stdout)
+    tuned = setting != "default"
+    assert got == {"tuned": tuned, "again": tuned, "mmapped": 0 if tuned else 1}

@@ -167,6 +167,7 @@ def test_a_member_refused_for_its_config_fails_alone(tmp_path):
 
 def test_a_bad_tqdm_variable_fails_the_group_in_one_line_before_it_trains(tmp_path, monkeypatch):
     monkeypatch.setenv("TQDM_MININTERVAL", "abc")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     group = []
     for i, lr in enumerate((0.1, 0.2)):
         overrides = [*IRIS, *MODES["minibatch"], f"optimizer.lr={lr}", "progress=true"]

@@ -214,3 +214,14 @@ def test_optuna_batches_of_trials_train_as_groups(tmp_path):
         assert sizes[-1] == len(same)  # a batch's trials with one optimizer: one group
     assert max(sizes) > 1
     assert f"Best value: {study.best_value}" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["model=function", "model.expression='x**2+sin(y)'"],
+    ["+a='1e-3'", "+b='true'", "+c='null'", "+d='ümlaut: x'", "+e=" + "word " * 60,
+     "+f='#x'", "+g=[1,'2',null]"]])  # fmt: skip
+def test_config_yaml_through_the_c_emitter_is_omegaconfs_text(extra):
+    from gradexp.vector.jobs import to_yaml
+
+    cfg = composed(extra, 0)
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    assert to_yaml(task) == OmegaConf.to_yaml(task)

@@ -51,9 +51,8 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
         base = loader.load_sweep_config(launcher.config, list(head))
         console_logging(base)
         group = members(base, [job_overrides[i] for i in idxs], [first_idx + i for i in idxs])
-        for m in group:
-            save(m)
-        jobs = [Job(m.task, m.output_dir, m.choices, m.overrides) for m in group]
+        jobs = [Job(m.task, m.output_dir, m.choices, m.overrides, config_yaml=save(m))
+                for m in group]  # fmt: skip
         if launcher.submitit is None:  # one group after another, here
             done = run_group(jobs, max_members=launcher.max_members)
             for i, m, summary in zip(idxs, group, done):

@@ -22,6 +22,8 @@ NUMBERS = {
 }  # fmt: skip
 FLAGS = {"sgd": ("nesterov", "maximize"), "adam": ("amsgrad", "maximize"),
          "rmsprop": ("centered", "maximize"), "adagrad": ("maximize",)}  # fmt: skip
+# torch's fused Adam kernel (CPU since torch 2.4, CUDA before): used where the members allow it.
+FUSED = hasattr(torch, "_fused_adam_")
 KINDS = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adam",
          torch.optim.RMSprop: "rmsprop", torch.optim.Adagrad: "adagrad"}  # fmt: skip
 
@@ -46,6 +48,7 @@ class VectorOptimizer:
             groups[0].get("decoupled_weight_decay", False))  # fmt: skip
         self.dtype, self.device = param.dtype, param.device
         self.h, self.used = {}, {}  # [K, 1] float64 values; whether any member's is nonzero
+        self.same: dict[str, float] = {}  # the hyperparameters every member shares
         for name, default in NUMBERS[self.kind].items():
             values = [g.get(name, default) for g in groups]
             parts = {"beta1": [v[0] for v in values], "beta2": [v[1] for v in values]} if (
@@ -53,11 +56,22 @@ class VectorOptimizer:
             for part, column in parts.items():
                 self.h[part] = self._column(column)
                 self.used[part] = any(float(v) != 0 for v in column)  # known here: no sync
+                if len({float(v) for v in column}) == 1:
+                    self.same[part] = float(column[0])
         self.steps = torch.zeros(param.shape[0], 1, dtype=torch.float64, device=self.device)
+        self.taken = 0  # steps of the members still training (all of them take every step)
         self.state: dict[str, Tensor] = {}
+        self.scratch: Tensor | None = None
+        self.fused = FUSED and self.kind == "adam" and {"beta1", "beta2", "eps"} <= set(self.same)
         if self.kind == "adagrad":
             self.state["sum"] = (torch.ones_like(param) * self.h["initial_accumulator_value"]
                                  .to(self.dtype))  # fmt: skip
+
+    def buffer(self, name: str, like: Tensor) -> Tensor:
+        """The state buffer `name`, zeros the first time."""
+        if name not in self.state:
+            self.state[name] = torch.zeros_like(like)
+        return self.state[name]
 
     def _column(self, values) -> Tensor:
         return torch.tensor([float(v) for v in values], dtype=torch.float64,
@@ -77,8 +91,10 @@ class VectorOptimizer:
         pass), so every buffer is updated in place, with no copy per step."""
         on = alive.to(torch.float64)
         self.steps += on
+        self.taken += 1
         g = -grad if self.flags.get("maximize") else grad
-        getattr(self, f"_{self.kind}")(param, g, lr * on, on)
+        update = "_adam_fused" if self.fused else f"_{self.kind}"
+        getattr(self, update)(param, g, lr * on, on)
 
     def _decay(self, param: Tensor, g: Tensor) -> Tensor:
         return g + self.cast("weight_decay") * param if self.used["weight_decay"] else g
@@ -101,18 +117,45 @@ class VectorOptimizer:
             g = torch.where(self.h["momentum"] != 0, d, g)
         param.sub_(lr.to(self.dtype) * g)
 
+    def _adam_fused(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
+        """Adam when the members share betas and eps (an lr sweep): torch's fused kernel, one
+        pass over the buffers instead of ten (5× faster on the digits MLP's [32, 9610]), run
+        with lr = 1 on a zero scratch buffer, which then holds -m̂/(√v̂ + ε); each member's lr
+        scales it onto its own parameters. A frozen member's parameters stay (lr 0) while its
+        moments keep decaying: it never trains again, its sequential run having ended."""
+        if self.decoupled:
+            param.mul_((1 - lr * self.h["weight_decay"]).to(self.dtype))
+        else:
+            g = self._decay(param, g)
+        m, v = self.buffer("exp_avg", param), self.buffer("exp_avg_sq", param)
+        most = [self.buffer("max_exp_avg_sq", param)] if self.flags["amsgrad"] else []
+        if self.scratch is None:
+            self.scratch = torch.zeros_like(param)
+            self.count = torch.zeros((), dtype=torch.float32, device=self.device)
+        self.count.fill_(self.taken)
+        # Row by row (one call): a member's numbers then never depend on where its row starts
+        # in the buffer, the kernel's vector loop and its tail being rounded differently.
+        rows = [list(t.unbind(0)) for t in (self.scratch, g, m, v, *most)]
+        torch._fused_adam_(*rows[:4], rows[4] if most else [], [self.count] * len(rows[0]),
+                           lr=1.0,
+                           beta1=self.same["beta1"], beta2=self.same["beta2"],
+                           weight_decay=0.0, eps=self.same["eps"],
+                           amsgrad=self.flags["amsgrad"], maximize=False)  # fmt: skip
+        param.addcmul_(self.scratch, lr.to(self.dtype))
+        self.scratch.zero_()
+
     def _adam(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         if self.decoupled:
             param.mul_((1 - lr * self.h["weight_decay"]).to(self.dtype))
         else:
             g = self._decay(param, g)
         b1, b2 = self.h["beta1"], self.h["beta2"]
-        m = self.state.setdefault("exp_avg", torch.zeros_like(param))
-        v = self.state.setdefault("exp_avg_sq", torch.zeros_like(param))
+        m = self.buffer("exp_avg", param)
+        v = self.buffer("exp_avg_sq", param)
         m.lerp_(g, ((1 - b1) * on).to(self.dtype))
         v.mul_(self._keep("beta2", on)).add_(((1 - b2) * on).to(self.dtype) * g * g)
         if self.flags["amsgrad"]:
-            v = torch.maximum(self.state.setdefault("max_exp_avg_sq", torch.zeros_like(v)), v,
+            v = torch.maximum(self.buffer("max_exp_avg_sq", v), v,
                               out=self.state["max_exp_avg_sq"])  # fmt: skip
         step = torch.clamp(self.steps, min=1)
         size = (lr / (1 - b1**step)).to(self.dtype)
@@ -122,17 +165,17 @@ class VectorOptimizer:
     def _rmsprop(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         g = self._decay(param, g)
         a = self.h["alpha"]
-        sq = self.state.setdefault("square_avg", torch.zeros_like(param))
+        sq = self.buffer("square_avg", param)
         sq.mul_(self._keep("alpha", on)).add_(((1 - a) * on).to(self.dtype) * g * g)
         if self.flags["centered"]:
-            ga = self.state.setdefault("grad_avg", torch.zeros_like(g))
+            ga = self.buffer("grad_avg", g)
             ga.lerp_(g, ((1 - a) * on).to(self.dtype))
             avg = (sq - ga * ga).sqrt_().add_(self.cast("eps"))
         else:
             avg = sq.sqrt().add_(self.cast("eps"))
         step = g / avg
         if self.used["momentum"]:
-            buf = self.state.setdefault("momentum_buffer", torch.zeros_like(param))
+            buf = self.buffer("momentum_buffer", param)
             buf.mul_(self._keep("momentum", on)).add_(step * on.to(self.dtype))
             step = torch.where(self.h["momentum"] > 0, buf, step)
         param.sub_(lr.to(self.dtype) * step)
@@ -150,6 +193,7 @@ class VectorOptimizer:
 
     def load_state_dict(self, saved: dict) -> None:
         self.steps = saved["steps"].to(self.device)
+        self.taken = int(self.steps.max()) if self.steps.numel() else 0
         self.state = {k: v.to(device=self.device, dtype=self.dtype)
                       for k, v in saved["state"].items()}  # fmt: skip
 
@@ -160,6 +204,7 @@ class VectorOptimizer:
 
     def load_member(self, k: int, saved: dict) -> None:
         self.steps[k, 0] = saved["steps"]
+        self.taken = max(self.taken, int(saved["steps"]))
         for name, row in saved["state"].items():
             if name not in self.state:
                 self.state[name] = torch.zeros(self.steps.shape[0], row.numel(),

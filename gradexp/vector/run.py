@@ -25,7 +25,7 @@ from gradexp.experiment import Experiment, build, build_member
 from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
 from gradexp.record.progress import check_environment, progress_bar
-from gradexp.runtime import defer_dynamo, threads
+from gradexp.runtime import defer_dynamo, keep_heap, threads
 from gradexp.summary import hparams, summarise
 from gradexp.vector.checkpoint import GroupCheckpointer, restore
 from gradexp.vector.logs import member_log, open_logs
@@ -46,6 +46,7 @@ class Job:
     overrides: list[str]
     summary: dict | None = field(default=None)
     saved: dict | None = field(default=None)  # the checkpoint it resumes from
+    config_yaml: str | None = field(default=None)  # cfg as YAML, when the launcher has it
 
 
 def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
@@ -56,6 +57,7 @@ def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
     cannot fit even one member (a ConfigError naming hydra.launcher.max_members)."""
     started = time.time()
     defer_dynamo()
+    keep_heap()
     interrupt = StopSignals()
     with interrupt, threads(knob_threads(jobs[0].cfg)):
         kept, exps = [], []
@@ -147,10 +149,11 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
         group = stack(exps, [job.cfg.seed for job in jobs])
         histories = [e.history(sink=None) for e in exps]
         start = restore(group, [j.saved for j in jobs], histories) if jobs[0].saved else None
+        texts = [j.config_yaml or OmegaConf.to_yaml(j.cfg) for j in jobs]
         loggers = [
-            open_logs(j.run_dir, j.cfg.resume is True, j.saved, OmegaConf.to_yaml(j.cfg))
-            for j in jobs
-        ]  # after every restore: a refused checkpoint keeps the logs
+            open_logs(j.run_dir, j.cfg.resume is True, j.saved, text)
+            for j, text in zip(jobs, texts)
+        ]  # after restore: a refusal keeps the logs
         for history, lg in zip(histories, loggers):
             history.sink = lg
         for k, (job, exp) in enumerate(zip(jobs, exps)):
