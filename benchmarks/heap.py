@@ -22,7 +22,7 @@ CHILD = r"""
 import sys, time, torch
 sys.path.insert(0, {tests!r})
 from conftest import make_cfg
-from gradexp.experiment import build, build_member
+from gradexp.build import build, build_member
 from gradexp.runtime import keep_heap
 from gradexp.vector.members import stack
 from gradexp.vector.train import forward_backward

@@ -34,3 +34,20 @@ def _conf_dir() -> Path:
 
 
 CONF_DIR = _conf_dir()
+
+
+_API = ("experiment", "sweep", "load", "ExperimentError")
+
+
+def __getattr__(name: str):
+    """gradexp.experiment, .sweep, .load (gradexp/api.py): imported on first use, so that
+    `python -m gradexp.report` and the dashboard never import Hydra's compose API or torch."""
+    if name in _API:
+        from gradexp import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'gradexp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gradexp.build import Experiment, build
 from gradexp.durable import resume
 from gradexp.durable.checkpoint import Checkpointer, restore
 from gradexp.durable.outdir import UsedRunDir, fresh, writable
 from gradexp.durable.signals import StopSignals
 from gradexp.errors import ConfigError
-from gradexp.experiment import Experiment, build
 from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
 from gradexp.record.logger import Logger, rewind, write_summary

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "gradexp"
 # The Hydra-facing modules: the composition root, the CLI and the Hydra callbacks.
-READS_CONFIG = {"gradexp.run", "gradexp.experiment", "gradexp.parts", "gradexp.knobs",
+READS_CONFIG = {"gradexp.run", "gradexp.api", "gradexp.build", "gradexp.parts", "gradexp.knobs",
                 "gradexp.__main__", "gradexp.hydra_errors", "gradexp.vector.jobs",
                 "gradexp.vector.members", "gradexp.vector.groups", "gradexp.vector.run",
                 "gradexp.study.table", "gradexp.durable.outdir"}  # fmt: skip
@@ -64,7 +64,7 @@ def test_the_study_layer_starts_without_torch_or_the_training_side():
         "import sys, gradexp.study.report, gradexp.study.board, gradexp.study.table, "
         "gradexp.study.figures, gradexp.report, gradexp.board\n"
         "bad = [m for m in sys.modules if m == 'torch' or m in "
-        "('gradexp.run', 'gradexp.train', 'gradexp.experiment', 'gradexp.record.history')]\n"
+        "('gradexp.run', 'gradexp.train', 'gradexp.build', 'gradexp.record.history')]\n"
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

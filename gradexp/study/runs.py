@@ -23,6 +23,29 @@ class Run:
     epochs: list[dict] = field(default_factory=list)  # per-epoch points
 
     @property
+    def dir(self) -> Path:
+        return self.path
+
+    @property
+    def metrics(self) -> dict:
+        """{tag: (steps, values)} of every per-step series, as numpy arrays (a notebook's
+        `plt.plot(*run.metrics["train/loss"])`)."""
+        return _series(self.points, "step")
+
+    @property
+    def epoch_metrics(self) -> dict:
+        """{tag: (epochs, values)} of the per-epoch series."""
+        return _series(self.epochs, "epoch")
+
+    def __repr__(self) -> str:
+        final = self.summary.get("final", {})
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items()
+                          if k in ("train/loss", "eval/loss", "eval/accuracy")
+                          and isinstance(v, int | float))  # fmt: skip
+        status, overrides = self.summary.get("status", "?"), " ".join(self.overrides) or "-"
+        return f"Run({status} · {overrides} · {shown} · {self.path})"
+
+    @property
     def overrides(self) -> list[str]:
         return list(self.summary.get("overrides", []))
 
@@ -48,6 +71,17 @@ class Run:
             if key == "optimizer.lr" and lr is None:
                 lr = value
         return to_float(lr)
+
+
+def _series(points: list[dict], axis: str) -> dict:
+    import numpy as np
+
+    tags = dict.fromkeys(k for p in points for k in p if k not in (axis, "step", "epoch", "time"))
+    out = {}
+    for tag in tags:
+        have = [p for p in points if tag in p]
+        out[tag] = (np.array([int(p[axis]) for p in have]), np.array([p[tag] for p in have]))
+    return out
 
 
 def to_float(value) -> float:

@@ -58,6 +58,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write(sweep_dir: Path) -> list[dict]:
+    """The sweep's rows, also written as summary.csv in the sweep dir."""
+    rows = collect(sweep_dir)
+    with (sweep_dir / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
 class SweepTable(Callback):
     """Prints and saves the sweep's table; exit status 1 if a job failed other than by diverging."""
 
@@ -65,11 +75,7 @@ class SweepTable(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        rows = collect(sweep_dir)
-        with (sweep_dir / "summary.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        rows = write(sweep_dir)
         # Printed, not logged: after the jobs, logging in this process is Hydra's, not a job's.
         print(f"\n{table(rows)}\n\nsweep table: {sweep_dir / 'summary.csv'}")
         print(f"tensorboard --logdir {sweep_dir}", flush=True)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from gradexp.build import Experiment, build, build_member
 from gradexp.errors import ConfigError
-from gradexp.experiment import Experiment, build, build_member
 from gradexp.runtime import available_bytes
 from gradexp.vector.batches import VectorBatches
 from gradexp.vector.optim import VectorOptimizer, kind_of

@@ -17,11 +17,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gradexp import run as single
+from gradexp.build import Experiment, build, build_member
 from gradexp.durable import resume
 from gradexp.durable.outdir import UsedRunDir, fresh, writable
 from gradexp.durable.signals import StopSignals
 from gradexp.errors import ConfigError
-from gradexp.experiment import Experiment, build, build_member
 from gradexp.knobs import check_overrides
 from gradexp.knobs import threads as knob_threads
 from gradexp.record.progress import check_environment, progress_bar
