@@ -15,6 +15,10 @@ class ConfigError(ValueError):
         return ConfigError(f"{prefix}.{self.key}", self.value, self.allowed)
 
 
+class ExperimentError(ValueError):
+    """Bad input to the Python API (gradexp.experiment, .sweep, .load): the CLI's one line."""
+
+
 def check_choice(key: str, value: object, allowed) -> None:
     if value not in allowed:
         raise ConfigError(key, value, f"not allowed; choose one of {', '.join(map(str, allowed))}")

@@ -11,7 +11,8 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "gradexp"
 # The Hydra-facing modules: the composition root, the CLI and the Hydra callbacks.
-READS_CONFIG = {"gradexp.run", "gradexp.api", "gradexp.build", "gradexp.parts", "gradexp.knobs",
+READS_CONFIG = {"gradexp.run", "gradexp.api", "gradexp.api_jobs", "gradexp.presets",
+                "gradexp.presets.common", "gradexp.build", "gradexp.parts", "gradexp.knobs",
                 "gradexp.__main__", "gradexp.hydra_errors", "gradexp.vector.jobs",
                 "gradexp.vector.members", "gradexp.vector.groups", "gradexp.vector.run",
                 "gradexp.study.table", "gradexp.durable.outdir"}  # fmt: skip

@@ -1,0 +1,115 @@
+"""Presets (conf/experiment/): each runs, and its verdict is computed from what the runs
+measured; the same judge says `not reproduced` when the numbers do not hold (a grid that
+misses the edge, a tolerance tighter than the measurement, a tampered log)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import cli, make_cfg
+
+import gradexp
+from gradexp.presets.judge import judge
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def lambda_max_by_numpy() -> float:
+    """λ_max of the MSE Hessian (2/n)AᵀA, A = [X 1], on the stability preset's training set."""
+    from gradexp.build import build
+
+    cfg, choices = make_cfg("experiment=stability")
+    x = build(cfg, choices).data.x_train.numpy().astype(np.float64)
+    a = np.hstack([x, np.ones((len(x), 1))])
+    return float(np.linalg.eigvalsh(2 / len(x) * a.T @ a)[-1])
+
+
+def test_stability_finds_the_edge_at_two_over_lambda_max(here):
+    runs = gradexp.sweep("experiment=stability")
+    v = runs.verdict
+    edge = 2 / lambda_max_by_numpy()
+    assert v["expected"]["edge"] == pytest.approx(edge, rel=1e-12)
+    for r in runs:  # each run's outcome is the theory's: converges iff lr < 2/λ_max
+        assert v["measured"]["outcomes"][str(r.lr)] == ("converged" if r.lr < edge else "diverged")
+    assert v["reproduced"] is True and abs(v["measured"]["edge"] - edge) / edge <= 0.02
+    assert json.loads((runs.dir / "verdict.json").read_text())["reproduced"] is True
+    assert (runs.dir / "stability.png").stat().st_size > 10_000
+    missed = gradexp.sweep("experiment=stability", "optimizer.lr=0.5,0.6,0.7")
+    assert missed.verdict["reproduced"] is False  # nothing diverged: no edge measured
+    assert "do not split the grid" in missed.verdict["said"]
+    tight = gradexp.sweep("experiment=stability", "optimizer.lr=0.8,1.0")
+    assert tight.verdict["measured"]["edge"] == pytest.approx(0.9)
+    assert tight.verdict["reproduced"] is (abs(0.9 - edge) / edge <= 0.02)
+
+
+def test_derivatives_match_the_hand_table_and_a_wrong_number_is_caught(here):
+    runs = gradexp.sweep("experiment=derivatives")
+    v = runs.verdict
+    assert v["reproduced"] is True
+    table = {(row["f"], tuple(row["at"].items())): row for row in v["measured"]["table"]}
+    texts = {("x**2", (("x", -0.5),)): {"x": -1.0}, ("x**2", (("x", 0.0),)): {"x": 0.0},
+             ("x**2", (("x", 0.5),)): {"x": 1.0},
+             ("x**2 + y**2", (("x", 2.0), ("y", 2.0))): {"x": 4.0, "y": 4.0},
+             ("(1 - x)**2 + 100*(y - x**2)**2", (("x", -1.5), ("y", 2.0))):
+                 {"x": -155.0, "y": -50.0}}  # fmt: skip
+    assert table.keys() == texts.keys()
+    for key, want in texts.items():
+        assert table[key]["autograd"] == want and table[key]["symbolic"] == want
+        assert table[key]["fd"] == pytest.approx(want, rel=1e-9, abs=1e-9)
+    file = runs[3].dir / "metrics.jsonl"  # the bowl: make its finite difference wrong
+    rows = [json.loads(x) for x in file.read_text().splitlines()]
+    rows[0]["function/grad_fd/x"] = 4.1
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": "derivatives", "claim": "c", "tolerance": 1e-6}
+    assert judge(runs.dir, spec)["reproduced"] is False
+
+
+def heavy_ball_rate(lr: float, beta: float, kappa: float, steps: int) -> float:
+    """A hand-written heavy-ball loop on (x² + κy²)/2 from (10, 1), its rate fitted as the
+    preset fits it."""
+    theta, prev = np.array([10.0, 1.0]), np.array([10.0, 1.0])
+    h = np.array([1.0, kappa])
+    f = []
+    for _ in range(steps):
+        f.append(0.5 * (h * theta**2).sum())
+        theta, prev = theta - lr * h * theta + beta * (theta - prev), theta
+    t = np.arange(1, steps + 1)
+    keep = t >= steps / 2
+    return math.exp(np.polyfit(t[keep], np.log(f)[keep], 1)[0] / 2)
+
+
+def test_momentum_rates_are_the_closed_forms(here):
+    runs = gradexp.sweep("experiment=momentum")
+    v = runs.verdict
+    kappa = 100.0
+    assert v["expected"]["textbook_optimum"] == pytest.approx(
+        {"gd": (kappa - 1) / (kappa + 1), "heavy_ball": (kappa**0.5 - 1) / (kappa**0.5 + 1)}
+    )
+    s = v["expected"]["settings"]
+    assert v["measured"]["heavy_ball"] == pytest.approx(
+        heavy_ball_rate(s["heavy_ball"]["lr"], s["heavy_ball"]["beta"], kappa, 200), rel=1e-9
+    )
+    assert v["measured"]["gd"] == pytest.approx(heavy_ball_rate(s["gd"]["lr"], 0.0, kappa, 200),
+                                                rel=1e-9)  # fmt: skip
+    assert v["reproduced"] is True
+    off = gradexp.sweep("experiment=momentum", "model.constants.kappa=10")  # settings for κ=100
+    assert off.verdict["reproduced"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["stability", "derivatives", "momentum"])
+def test_a_preset_from_the_command_line_ends_with_its_verdict_line(here, name):
+    out = cli(f"experiment={name}", "hydra.sweep.dir=s", cwd=here)
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"gradexp: verdict: {name}: reproduced · ")
+    saved = json.loads((here / "s" / "verdict.json").read_text())
+    assert set(saved) >= {"experiment", "claim", "reproduced", "measured", "expected", "figures"}
+    assert all((here / "s" / f).is_file() for f in saved["figures"])
