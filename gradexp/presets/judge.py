@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gradexp.study.runs import find, load
 
-PRESETS = ("derivatives", "stability", "momentum", "optimizers", "batch_modes")
+PRESETS = ("derivatives", "stability", "momentum", "optimizers", "batch_modes", "edge_of_stability")
 
 
 def runs_under(root: Path) -> list:
@@ -43,6 +43,8 @@ def clean(value):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy or torch scalar
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
