@@ -91,6 +91,9 @@ def sweep(*overrides: str, vectorized: bool | None = None, **settings) -> Runs:
     from gradexp.study.table import table, write
 
     log.info("%s\nsweep table: %s", table(write(sweep_dir)), sweep_dir / "summary.csv")
+    from gradexp.record.sweep_hparams import write_experiment
+
+    write_experiment(sweep_dir)
     runs = Runs(load_run(d) or Run(d, {"status": "failed"}, {}) for d in dirs)
     runs.dir = sweep_dir
     if first.get("verdict"):

@@ -101,10 +101,11 @@ def run(
         if outcome is None:  # a crash or an interrupt: keep what was measured
             history.flush()
         status = outcome.status if outcome else "failed"
-        logger.hparams(hparams(exp.config, choices, overrides), status)
+        hp = hparams(exp.config, choices, overrides)
+        logger.hparams(hp, status)
         logger.close()
     torch.save(exp.model.state_dict(), run_dir / "model.pt")
-    extra = {"elapsed_s": round(history.elapsed(), 3), "warnings": history.warnings}
+    extra = {"elapsed_s": round(history.elapsed(), 3), "warnings": history.warnings, "hparams": hp}
     if saved:
         extra["resumed_from"] = {"step": start.step, "checkpoint": saved["path"]}
     if finished:

@@ -112,7 +112,8 @@ def test_killed_sweep_resumes_skipping_finished_jobs(tmp_path):
 
     again = cli(*args, "resume=true", cwd=tmp_path)  # same overrides, same sweep dir
     assert again.returncode == 0, again.stderr
-    assert "already finished (ok): skipped" in again.stdout + again.stderr
+    assert "job 1/2 skipped (finished before: ok)" in again.stderr  # one line per job
+    assert "already finished (ok): skipped" in (job0 / "gradexp.log").read_text()
     assert (job0 / "metrics.jsonl").read_bytes() == first  # the finished job was not re-run
     summary = json.loads((job1 / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["resumed_from"]["step"] >= 100
@@ -185,10 +186,12 @@ def test_stopped_vectorised_sweep_resumes_bitwise(tmp_path, how):
     else:
         proc.kill()
         proc.communicate()
-    again = cli(*args, f"hydra.sweep.dir={sweep}", "resume=true", cwd=tmp_path)
+    again = cli(*args, f"hydra.sweep.dir={sweep}", "resume=true", "hydra.verbose=true",
+                cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     # A kill between two members' checkpoint writes leaves them a step apart: two groups then.
     assert "members as one model, resumed at step" in again.stderr
+    assert again.stderr.count(" · resumed at step ") == len(jobs)  # each job's line says so
     for d in jobs:
         summary = json.loads((d / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["resumed_from"]["step"] > 0

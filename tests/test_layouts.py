@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from conftest import metrics, run_experiment
+from conftest import cli, metrics, run_experiment
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as cs_metadata
@@ -103,8 +104,46 @@ def test_a_run_writes_one_typed_session_and_no_experiment(run_dir):
     hparams = plugin[hp_metadata.SESSION_START_INFO_TAG].session_start_info.hparams
     assert hparams["optimizer"].string_value == "adam"
     assert hparams["optimizer.lr"].number_value == 0.05  # from optimizer.lr=0.05: a number
-    assert hparams["batch.size"].number_value == 16
+    assert hparams["batch.size"].string_value == "16"  # an integer: shown as 16, not 16.0000
     assert hparams["model.hidden"].string_value == "[8, 8]"
-    assert hparams["data"].string_value == "iris" and hparams["seed"].number_value == 0
+    assert hparams["data"].string_value == "iris" and hparams["seed"].string_value == "0"
     end = plugin[hp_metadata.SESSION_END_INFO_TAG].session_end_info
     assert end.status == api_pb2.STATUS_SUCCESS
+
+
+def test_the_sweep_experiment_orders_metrics_keeps_every_run_and_integers(tmp_path):
+    """A sweep where only SGD has curvature/threshold (Adam has none): the HParams experiment at
+    the sweep root lists the final eval loss, eval accuracy and train loss first and leaves out
+    the metric Adam lacks; seeds are categories ("0", "1"), learning rates numbers."""
+    out = cli("-m", "data=iris", "model.hidden=[8]", "epochs=2", "optimizer=sgd,adam",
+              "seed=0,1", "probes=[sharpness]", "probes.sharpness.every=1", "progress=false",
+              "hydra.sweep.dir=s", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = list((tmp_path / "s").glob("events.out.tfevents.*"))
+    assert len(root) == 1
+    values = [v for e in EventFileLoader(str(root[0])).Load() for v in e.summary.value]
+    exp = plugin_data_pb2.HParamsPluginData.FromString(
+        values[0].metadata.plugin_data.content
+    ).experiment
+    assert values[0].tag == hp_metadata.EXPERIMENT_TAG
+    tags = [m.name.tag for m in exp.metric_infos]
+    assert tags[:3] == ["eval/loss", "eval/accuracy", "train/loss"]
+    assert "curvature/sharpness" in tags and "curvature/threshold" not in tags
+    jobs = sorted(d for d in (tmp_path / "s").iterdir() if d.is_dir() and d.name[0].isdigit())
+    every = set.intersection(*(set(k for m in metrics(d) for k in m) for d in jobs))
+    assert set(tags) == every - {"step", "time", "epoch"}  # exactly what every run has
+    infos = {h.name: h for h in exp.hparam_infos}
+    assert infos["seed"].type == api_pb2.DATA_TYPE_STRING and infos["seed"].differs
+    assert [v.string_value for v in infos["seed"].domain_discrete.values] == ["0", "1"]
+    assert infos["optimizer.lr"].type == api_pb2.DATA_TYPE_FLOAT64
+    assert infos["optimizer"].differs and not infos["data"].differs
+    summary = json.loads((jobs[0] / "summary.json").read_text())
+    assert summary["hparams"]["seed"] == 0 and summary["hparams"]["optimizer"] == "sgd"
+
+
+def test_hparam_types_an_lr_of_1_is_a_number_and_a_seed_is_text():
+    from gradexp.record.hparams import typed
+
+    assert typed("optimizer.lr", 1) == 1.0 and isinstance(typed("optimizer.lr", 1), float)
+    assert typed("l2", 0) == 0.0 and typed("seed", 3) == "3" and typed("batch.size", 64) == "64"
+    assert typed("optimizer.nesterov", True) is True and typed("model.hidden", [8]) == "[8]"

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import cli, make_cfg
+from conftest import cli, make_cfg, metrics
 
 import gradexp
 from gradexp.presets.judge import judge
@@ -160,3 +160,23 @@ def test_edge_of_stability_sharpness_rises_to_two_over_lr_and_hovers(here):
     file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     flat = judge(runs.dir, {"name": "edge_of_stability"})
     assert flat["reproduced"] is False and flat["measured"]["2.0"]["reached_edge_at_step"] is None
+
+
+@pytest.mark.slow
+def test_optimizers_paths_on_rosenbrock_and_steps_to_the_minimum(here):
+    runs = gradexp.sweep("experiment=optimizers", "epochs=2500")
+    v = runs.verdict
+    for r in runs:  # steps to within 1e-3 of (1, 1), recomputed from metrics.jsonl
+        rows = [m for m in metrics(r.dir) if "function/x" in m]
+        near = [
+            m["step"] for m in rows if math.hypot(m["function/x"] - 1, m["function/y"] - 1) < 1e-3
+        ]
+        name = r.summary["choices"]["optimizer"]
+        assert v["measured"]["steps_to_minimum"][name] == (near[0] if near else math.inf)
+    steps = v["measured"]["steps_to_minimum"]
+    assert v["reproduced"] is (
+        max(steps[n] for n in ("momentum", "nesterov", "adam")) < steps["sgd"]
+    )
+    assert v["reproduced"] is True, v["said"]
+    assert (runs.dir / "optimizers.png").stat().st_size > 20_000
+    assert judge(runs.dir, {"name": "optimizers", "within": 1e-12})["reproduced"] is False

@@ -163,3 +163,33 @@ def test_the_launcher_is_found_by_hydras_plugin_scan_and_is_the_default():
     assert Plugins.instance().class_name_to_class[name] is InProcessLauncher
     cfg, _ = make_cfg()
     assert cfg.hydra.launcher._target_ == name
+
+
+def test_job_lines_say_the_status_the_loss_and_the_time_left():
+    from gradexp.study.lines import job_line
+
+    ok = {"status": "ok", "final": {"eval/loss": 0.0812345, "train/loss": 0.5}, "wall_time_s": 2.14}
+    assert job_line(ok, 7, 32, 40.4) == "job 7/32 ok · eval loss 0.08123 · 2.1 s · ETA 40 s"
+    no_eval = {"status": "diverged", "final": {"train/loss": float("nan")}, "wall_time_s": 0.5}
+    assert job_line(no_eval, 3, None, None) == "job 3 diverged · train loss nan · 0.5 s"
+    bad = {"status": "failed", "error": "optimizer.lr=-1: must be a number > 0"}
+    assert job_line(bad, 32, 32, 0.0) == "job 32/32 failed · optimizer.lr=-1: must be a number > 0"
+    assert job_line({}, 1, 2, 1.0) == "job 1/2 failed · ETA 1 s"  # no summary.json: it died
+
+
+@pytest.mark.parametrize("launcher", ["gradexp", "vectorized"])
+def test_a_sweep_prints_one_line_per_job_and_chatter_only_when_verbose(tmp_path, launcher):
+    grid = ["-m", "data=iris", "epochs=2", "optimizer.lr=0.01,0.1", "progress=false",
+            f"hydra/launcher={launcher}"]  # fmt: skip
+    out = cli(*grid, "hydra.sweep.dir=quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = [x for x in out.stderr.splitlines() if x.startswith("job ")]
+    assert [x.split(" · ")[0] for x in lines] == ["job 1/2 ok", "job 2/2 ok"]
+    for x, job in zip(lines, ("0_", "1_")):
+        run = next((tmp_path / "quiet").glob(f"{job}*"))
+        loss = json.loads((run / "summary.json").read_text())["final"]["eval/loss"]
+        assert f"eval loss {loss:.4g}" in x
+        assert "gradexp: ok" in (run / "gradexp.log").read_text()  # the job's own log keeps it
+    assert "gradexp: iris" not in out.stderr and "gradexp: ok" not in out.stderr
+    loud = cli(*grid, "hydra.sweep.dir=loud", "hydra.verbose=true", cwd=tmp_path)
+    assert loud.returncode == 0 and loud.stderr.count("gradexp: ok") == 2, loud.stderr

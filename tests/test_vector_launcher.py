@@ -78,7 +78,13 @@ def jobs_of(sweep):
 @pytest.mark.slow
 def test_a_vectorised_sweep_gives_what_the_sequential_sweep_gives(tmp_path):
     seq = cli(*SWEEP, "hydra.sweep.dir=seq", cwd=tmp_path)
-    vec = cli(*SWEEP, "hydra/launcher=vectorized", "hydra.sweep.dir=vec", cwd=tmp_path)
+    vec = cli(
+        *SWEEP,
+        "hydra/launcher=vectorized",
+        "hydra.sweep.dir=vec",
+        "hydra.verbose=true",
+        cwd=tmp_path,
+    )  # verbose: the per-group lines on the console
     assert seq.returncode == 0 and vec.returncode == 0, vec.stderr[-3000:]
     assert "4 members as one model" in vec.stderr and vec.stderr.count("as one model") == 2
     a, b = jobs_of(tmp_path / "seq"), jobs_of(tmp_path / "vec")

@@ -11,27 +11,84 @@ its own single value as the domain, and `differs` false everywhere.
 
 from __future__ import annotations
 
+from google.protobuf.struct_pb2 import ListValue
+from google.protobuf.struct_pb2 import Value as ProtoValue
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 Value = bool | int | float | str
 
 
+REAL = (
+    "optimizer.",
+    "schedule.gamma",
+    "schedule.min_factor",
+    "l2",
+)  # real numbers, 1 as well as 0.1
+
+
+def typed(name: str, value: Value) -> bool | float | str:
+    """A hyperparameter as the HPARAMS tab holds it: a real number (an lr of 1 too), a bool, or
+    text (integers: a seed, a batch size, shown as 0 and not 0.0000, filtered as categories)."""
+    if isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return float(value) if name.startswith(REAL) else str(value)
+    return str(value)
+
+
 def session_start(hparams: dict[str, Value | None]) -> Summary:
-    """The run's hyperparameters, typed: numbers as numbers (so the tab sorts and filters them
-    as numbers), None left out (a run without the value shows an empty cell)."""
+    """The run's hyperparameters, typed: real numbers as numbers (so the tab sorts and filters
+    them as numbers), integers as their digits (seeds and sizes are categories, and a number
+    would show as 0.0000), None left out (a run without the value shows an empty cell)."""
     info = plugin_data_pb2.SessionStartInfo()
     for name, value in hparams.items():
         if value is None:
             continue
+        value = typed(name, value)
         if isinstance(value, bool):  # before int: bool is an int in Python
             info.hparams[name].bool_value = value
-        elif isinstance(value, int | float):
+        elif isinstance(value, float):
             info.hparams[name].number_value = value
         else:
-            info.hparams[name].string_value = str(value)
+            info.hparams[name].string_value = value
     data = plugin_data_pb2.HParamsPluginData(session_start_info=info)
     return _summary(metadata.SESSION_START_INFO_TAG, data)
+
+
+FIRST_METRICS = ("eval/loss", "eval/accuracy", "train/loss")  # the HPARAMS tab's first columns
+
+
+def experiment(sessions: list[dict], metrics: list[str]) -> Summary:
+    """The sweep's experiment, written once at the sweep root at its end: every run's
+    hyperparameters with their domains and whether they differ, and the metrics in this
+    order: final eval loss, eval accuracy and train loss first, then the given tags (those
+    every run has: a metric some runs lack would drop the others from parallel coordinates)."""
+    exp = api_pb2.Experiment()
+    names = list(dict.fromkeys(k for hp in sessions for k, v in hp.items() if v is not None))
+    for name in names:
+        values = [typed(name, hp[name]) for hp in sessions if hp.get(name) is not None]
+        info = exp.hparam_infos.add(name=name, differs=len({repr(v) for v in values}) > 1)
+        if all(isinstance(v, bool) for v in values):
+            info.type = api_pb2.DATA_TYPE_BOOL
+            shown = [ProtoValue(bool_value=b) for b in sorted(set(values))]
+            info.domain_discrete.CopyFrom(ListValue(values=shown))
+        elif all(isinstance(v, float) for v in values):
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+            info.domain_interval.min_value, info.domain_interval.max_value = (
+                min(values),
+                max(values),
+            )
+        else:
+            info.type = api_pb2.DATA_TYPE_STRING
+            shown = [ProtoValue(string_value=v) for v in sorted({str(v) for v in values})]
+            info.domain_discrete.CopyFrom(ListValue(values=shown))
+    ordered = [m for m in FIRST_METRICS if m in metrics] + [
+        m for m in metrics if m not in FIRST_METRICS
+    ]
+    for tag in ordered:
+        exp.metric_infos.add(name=api_pb2.MetricName(group="", tag=tag), display_name=tag)
+    return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=exp))
 
 
 def session_end(ok: bool) -> Summary:

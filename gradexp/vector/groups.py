@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 
 from gradexp.errors import ConfigError
+from gradexp.study.lines import job_line, sweep_size, written_before
 from gradexp.vector.jobs import console_logging, job_return, members, plan, save
 from gradexp.vector.run import Job, run_group
 
@@ -45,7 +47,8 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
 
         check(launcher.submitit)  # before a job dir is made
     returns = [None] * len(job_overrides)
-    prepared = []
+    prepared, finished, started = [], 0, time.time()
+    total = sweep_size(launcher.config, first_idx + len(job_overrides))
     for idxs in plan(job_overrides):
         head = job_overrides[idxs[0]]
         base = loader.load_sweep_config(launcher.config, list(head))
@@ -54,14 +57,24 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
         jobs = [Job(m.task, m.output_dir, m.choices, m.overrides, config_yaml=save(m))
                 for m in group]  # fmt: skip
         if launcher.submitit is None:  # one group after another, here
+            begun = time.time()
             done = run_group(jobs, max_members=launcher.max_members)
             for i, m, summary in zip(idxs, group, done):
                 returns[i] = job_return(m, summary)
+            finished += len(idxs)
+            left = total - first_idx - finished if total else 0
+            eta = (time.time() - started) / finished * left
+            for m, summary in zip(group, done):
+                line = job_line(summary, m.idx + 1, total, eta,
+                                skipped=written_before(m.output_dir, begun))  # fmt: skip
+                print(line, file=sys.stderr, flush=True)
             stop_if_interrupted(jobs)
         else:
             prepared.append((idxs, group, jobs))
     if prepared:
         submitted(launcher, prepared, returns)
+    # the sweeper's logging back (its closing lines: Optuna's best trial)
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return returns
 
 

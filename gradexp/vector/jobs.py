@@ -175,11 +175,14 @@ def save(member: Member) -> str:
 
 
 def console_logging(config: DictConfig) -> None:
-    """Hydra's job logging without its per-job file (each member writes its own gradexp.log)."""
+    """Hydra's job logging without its per-job file (each member writes its own gradexp.log),
+    the console showing warnings and errors only unless hydra.verbose is set."""
     logging_cfg = copy.deepcopy(config.hydra.job_logging)
     with open_dict(logging_cfg):
         logging_cfg.handlers.pop("file", None)
         logging_cfg.root.handlers = [h for h in logging_cfg.root.handlers if h != "file"]
+        if not config.hydra.verbose and "console" in logging_cfg.handlers:
+            logging_cfg.handlers.console.level = "WARNING"  # one line per job, from the launcher
     configure_log(logging_cfg, config.hydra.verbose)
 
 

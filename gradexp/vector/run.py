@@ -68,7 +68,7 @@ def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
                 exps.append(exp)
         why = unsupported(exps[0], kept[0].cfg) if exps else None
         if why:
-            log.info("gradexp: %d jobs one after another, not as one model: %s", len(kept), why)
+            log.warning("gradexp: %d jobs one after another, not as one model: %s", len(kept), why)
             for job in kept:
                 if interrupt.received:
                     job.summary = not_started(job, interrupt)
@@ -188,13 +188,14 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
     for k, (job, exp, lg, history, outcome) in enumerate(
         zip(jobs, exps, loggers, histories, outcomes)
     ):
-        lg.hparams(hparams(exp.config, job.choices, job.overrides), outcome.status)
+        hp = hparams(exp.config, job.choices, job.overrides)
+        lg.hparams(hp, outcome.status)
         lg.close()
         torch.save(group.stack.member(k), job.run_dir / "model.pt")
         knobs = exp.knobs
         summary = summarise(outcome, history, exp.data, knobs.device, knobs.dtype)
         summary |= {"elapsed_s": round(elapsed, 3), "warnings": history.warnings,
-                    "vectorized": {"members": len(jobs), "member": k}}  # fmt: skip
+                    "hparams": hp, "vectorized": {"members": len(jobs), "member": k}}  # fmt: skip
         if resumed:
             summary["resumed_from"] = resumed | {"checkpoint": job.saved["path"]}
         facts = {

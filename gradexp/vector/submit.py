@@ -53,8 +53,12 @@ def submit(settings: dict, groups: list[list], max_members: int | None) -> list[
     executor = submitit.AutoExecutor(folder=checked["folder"], cluster=checked["cluster"])
     executor.update_parameters(**checked["params"])
     tasks = executor.map_array(run_task, groups, [max_members] * len(groups))
-    log.info("gradexp: %d groups submitted as %s tasks %s", len(groups), checked["cluster"],
-             ", ".join(t.job_id for t in tasks))  # fmt: skip
+    print(
+        f"gradexp: {len(groups)} groups submitted as {checked['cluster']} tasks "
+        f"{', '.join(t.job_id for t in tasks)}",
+        file=sys.stderr,
+        flush=True,
+    )  # always shown
     out, failed = [], []
     for task, jobs in zip(tasks, groups):
         try:

@@ -12,6 +12,8 @@ nothing but Hydra: Hydra's plugin scan imports it on every start.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,13 +81,36 @@ class InProcessLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs locally")
-        runs = []
+        from gradexp.study.lines import job_line, read_summary, sweep_size, written_before
+
+        verbose = bool(self.config.hydra.verbose)
+        if verbose:
+            log.info(f"Launching {len(job_overrides)} jobs locally")
+        runs, started = [], time.time()
+        total = sweep_size(self.config, initial_job_idx + len(job_overrides))
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            config = compose_job(self.hydra_context, self.config, overrides, idx)
+            if verbose:
+                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            config = quiet(compose_job(self.hydra_context, self.config, overrides, idx), verbose)
+            begun = time.time()
             runs.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function,
                                 config=config, job_dir_key="hydra.sweep.dir",
                                 job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            job_dir = Path(str(config.hydra.runtime.output_dir))
+            per_job = (time.time() - started) / (idx - initial_job_idx + 1)
+            eta = per_job * (total - idx - 1) if total else None
+            line = job_line(read_summary(job_dir), idx + 1, total, eta,
+                            skipped=written_before(job_dir, begun))  # fmt: skip
+            print(line, file=sys.stderr, flush=True)
         return runs
+
+
+def quiet(config: DictConfig, verbose: bool) -> DictConfig:
+    """A job of a sweep logs its lines to its own gradexp.log; on the console only warnings and
+    errors (the launcher prints one line per job), unless hydra.verbose is set."""
+    console = config.hydra.job_logging.get("handlers", {}).get("console")
+    if not verbose and console is not None:
+        with open_dict(config):
+            console.level = "WARNING"
+    return config
