@@ -23,7 +23,7 @@ from gradexp.api_jobs import (
     job,
     logging_to,
     refuse_used,
-    run_dir_of,  # fmt: skip
+    run_dirs,  # fmt: skip
     sequential,
     vectorized_groups,
 )
@@ -80,9 +80,9 @@ def sweep(*overrides: str, vectorized: bool | None = None, **settings) -> Runs:
         vectorized = str(first.hydra.launcher.get("_target_", "")).endswith("VectorizedLauncher")
     sweep_dir = Path(str(first.hydra.sweep.dir)).absolute()
     configs = [first, *(composed(j) for j in jobs[1:])]
-    dirs = [run_dir_of(c, sweep_dir, i, j) for i, (c, j) in enumerate(zip(configs, jobs))]
     held = sorted(d for d in sweep_dir.iterdir() if d.is_dir()) if sweep_dir.is_dir() else []
     refuse_used(first, "hydra.sweep.dir", held, sweep_dir)
+    dirs = run_dirs(configs, sweep_dir, jobs, given)
     with logging_to(sweep_dir):
         if vectorized:
             vectorized_groups(configs, dirs, jobs)

@@ -82,12 +82,19 @@ def refuse_used(cfg: DictConfig, key: str, dirs: list[Path], shown: Path) -> Non
         raise ExperimentError(str(e)) from None
 
 
-def run_dir_of(cfg: DictConfig, sweep_dir: Path, idx: int, overrides: list[str]) -> Path:
+def run_dirs(configs: list[DictConfig], sweep_dir: Path, jobs: list[list[str]],
+             command_line: list[str]) -> list[Path]:  # fmt: skip
+    """Each job's directory, named as the CLI's launchers name it (gradexp/durable/jobdirs.py);
+    where nothing is swept, by Hydra's own <num>_<override_dirname>."""
+    from gradexp.durable.jobdirs import job_dirs
     from gradexp.vector.jobs import dirname, output_dir
 
-    with open_dict(cfg):
-        cfg.hydra.sweep.dir = str(sweep_dir)
-    return Path(output_dir(cfg, idx, dirname(overrides, cfg)))
+    for cfg in configs:
+        with open_dict(cfg):
+            cfg.hydra.sweep.dir = str(sweep_dir)
+    names = job_dirs(configs[0], jobs, 0, command_line=command_line)
+    return [sweep_dir / name if name else Path(output_dir(cfg, i, dirname(overrides, cfg)))
+            for i, (cfg, overrides, name) in enumerate(zip(configs, jobs, names))]  # fmt: skip
 
 
 def job(cfg: DictConfig, run_dir: Path, idx: int, overrides: list[str]):

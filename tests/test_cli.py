@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import cli, scalars
 
 pytestmark = pytest.mark.slow
@@ -50,8 +51,12 @@ def test_sweep_of_four_jobs(tmp_path):
     d = sweep_dir(tmp_path)
     jobs = sorted(x.name for x in d.iterdir() if x.is_dir())
     assert [j[:2] for j in jobs] == ["0_", "1_", "2_", "3_"]
-    assert {j[2:] for j in jobs} == {
-        f"batch={b},epochs=2,optimizer={o}" for b in ("full", "minibatch") for o in ("sgd", "adam")
+    # named by what the sweep varies, in the order given; the constants once, in sweep.yaml
+    assert jobs == ["0_optimizer=sgd,batch=full", "1_optimizer=sgd,batch=minibatch",
+                    "2_optimizer=adam,batch=full", "3_optimizer=adam,batch=minibatch"]  # fmt: skip
+    assert yaml.safe_load((d / "sweep.yaml").read_text()) == {
+        "swept": ["optimizer", "batch"],
+        "constant": ["epochs=2"],
     }
     for job in jobs:
         assert set(scalars(d / job)) >= CORE_TAGS, job

@@ -105,5 +105,5 @@ def test_editable_install_exposes_the_launchers_to_hydras_plugin_scan(tmp_path):
                             "max_steps=2", "hydra.sweep.dir=s"], cwd=tmp_path, capture_output=True,
                            text=True, env=os.environ | {"PYTHONPATH": ""})  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr[-2000:]
-    launcher = tmp_path / "s" / "0_data=iris,max_steps=2,optimizer=sgd" / ".hydra" / "hydra.yaml"
+    launcher = tmp_path / "s" / "0_optimizer=sgd" / ".hydra" / "hydra.yaml"
     assert "gradexp_launchers.inprocess.InProcessLauncher" in launcher.read_text()

@@ -180,3 +180,22 @@ def test_optimizers_paths_on_rosenbrock_and_steps_to_the_minimum(here):
     assert v["reproduced"] is True, v["said"]
     assert (runs.dir / "optimizers.png").stat().st_size > 20_000
     assert judge(runs.dir, {"name": "optimizers", "within": 1e-12})["reproduced"] is False
+
+
+def test_linear_scaling_holds_up_to_a_batch_size_then_breaks(here):
+    runs = gradexp.sweep("experiment=linear_scaling")
+    v = runs.verdict
+
+    def per_epoch(run):
+        return {m["epoch"]: m["epoch/train_loss"] for m in metrics(run.dir) if "epoch" in m}
+
+    base = per_epoch(min(runs, key=lambda r: r.config["batch"]["size"]))
+    for r in runs:  # each gap recomputed from metrics.jsonl's per-epoch lines
+        k = r.config["batch"]["size"] / 16
+        assert r.lr == pytest.approx(0.1 * k)  # the lr scaled with the batch
+        mine = per_epoch(r)
+        gap = max(abs(mine[e] - base[e]) / base[e] for e in base if e >= 2)
+        assert v["measured"]["gap_to_base"][f"{k:g}"] == pytest.approx(gap, rel=1e-12)
+    assert v["reproduced"] is True and 4 <= v["measured"]["holds_up_to_k"] < 32, v["said"]
+    strict = judge(runs.dir, {"name": "linear_scaling", "tolerance": 1e-4})
+    assert strict["reproduced"] is False and strict["measured"]["holds_up_to_k"] == 1

@@ -166,3 +166,40 @@ def test_run_dirs_given_one_by_one(sweep, capsys):
     assert "2 runs in 1 configurations" in capsys.readouterr().out
     rows = list(csv.DictReader((sweep / "report" / "report.csv").open()))
     assert [int(rows[0]["runs"])] == [2]
+
+
+def synthetic(key: str, points: list[dict]) -> runs.Run:
+    return runs.Run(Path(key), {"status": "ok", "overrides": [key]}, {}, points)
+
+
+def test_sharpness_and_its_threshold_share_a_panel_and_eval_points_are_marked():
+    from gradexp.study.configs import group
+
+    pts = [{"step": s, "curvature/sharpness": 0.5 + 0.1 * s, "curvature/threshold": 2.0,
+            "train/loss": 1.0 / s, "eval/loss": 1.5 / s} for s in range(1, 6)]  # fmt: skip
+    configs = group([synthetic("optimizer.lr=1", pts)])
+    fig = figures.group_figure(configs, "curvature", ["curvature/sharpness", "curvature/threshold"])
+    assert len(fig.axes) == 1  # one panel, not two
+    (ax,) = fig.axes
+    dashed = [ln for ln in ax.get_lines() if ln.get_gid() == "curvature/threshold"]
+    assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [2.0] * 5
+    assert dashed[0].get_linestyle() == "--"
+    solid = [ln for ln in ax.get_lines() if ln.get_gid() is None]
+    assert list(solid[0].get_ydata()) == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0])
+    loss = figures.loss_figure(configs)
+    train, held_out = loss.axes
+    assert held_out.get_lines()[0].get_marker() == "o"  # each evaluation a point
+    assert train.get_lines()[0].get_marker() in (None, "None", "")
+
+
+def test_one_pathological_member_does_not_flatten_the_noise_axes():
+    from gradexp.study.configs import group
+
+    calm = [synthetic(f"optimizer.lr={i}", [{"step": s, "noise/noise_scale": 10.0 + i + 0.1 * s}
+                                    for s in range(1, 21)]) for i in range(3)]  # fmt: skip
+    wild = synthetic("optimizer.lr=9", [{"step": s, "noise/noise_scale": 1e12 if s == 7 else 12.0}
+                                for s in range(1, 21)])  # fmt: skip
+    fig = figures.group_figure(group([*calm, wild]), "noise", ["noise/noise_scale"])
+    low, high = fig.axes[0].get_ylim()
+    assert high < 1e3 and low > 1  # the calm members fill the panel
+    assert max(max(ln.get_ydata()) for ln in fig.axes[0].get_lines()) == 1e12  # still drawn

@@ -68,9 +68,44 @@ def test_the_cli_refuses_a_used_run_dir_before_hydra_writes_into_it(tmp_path):
     over = cli(*sweep, "overwrite=true", cwd=tmp_path)
     assert over.returncode == 0, over.stderr
     jobs = sorted(d.name for d in (tmp_path / "s").iterdir() if d.is_dir())
-    assert jobs == [
-        "0_data=iris,epochs=2,optimizer.lr=0.3",
-        "1_data=iris,epochs=2,optimizer.lr=0.4",
-    ]
+    assert jobs == ["0_lr=0.3", "1_lr=0.4"]  # named by what the sweep varies
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "s").glob("*/summary.json")]
     assert len(summaries) == 2
+
+
+def test_job_names_show_what_varies_and_short_keys_only_where_unambiguous():
+    from gradexp.durable.jobdirs import short_names, swept_keys
+
+    line = ["data=iris", "optimizer=sgd,adam", "optimizer.lr=0.1,0.01", "seed=range(2)",
+            "checkpoint_every=5", "+case=a,b", "hydra.verbose=true"]  # fmt: skip
+    keys = swept_keys({"model.hidden": "[8],[16]"}, line, ["resume", "checkpoint_every"])
+    assert keys == ["model.hidden", "optimizer", "optimizer.lr", "seed", "+case"]
+    assert short_names(keys) == {
+        "model.hidden": "hidden",
+        "optimizer": "optimizer",
+        "optimizer.lr": "lr",
+        "seed": "seed",
+        "+case": "case",
+    }
+    clash = short_names(["optimizer.lr", "other.lr", "batch.size"])
+    assert clash == {"optimizer.lr": "optimizer.lr", "other.lr": "other.lr", "batch.size": "size"}
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_finds_its_jobs_by_configuration_not_number(tmp_path):
+    base = ["-m", "data=iris", "epochs=2", "hydra.sweep.dir=s"]
+    assert cli(*base, "optimizer.lr=0.01,0.1", cwd=tmp_path).returncode == 0
+    before = {d.name: (d / "metrics.jsonl").read_bytes() for d in (tmp_path / "s").iterdir()
+              if d.is_dir()}  # fmt: skip
+    assert sorted(before) == ["0_lr=0.01", "1_lr=0.1"]
+    again = cli(*base, "optimizer.lr=0.1,0.3,0.01", "resume=true", cwd=tmp_path)  # reordered
+    assert again.returncode == 0, again.stderr
+    jobs = sorted(d.name for d in (tmp_path / "s").iterdir() if d.is_dir())
+    assert jobs == ["0_lr=0.01", "1_lr=0.1", "2_lr=0.3"]  # the new value: numbered after
+    for name, data in before.items():
+        assert (tmp_path / "s" / name / "metrics.jsonl").read_bytes() == data  # not re-run
+    assert again.stderr.count("skipped (finished before: ok)") == 2
+    fresh = json.loads((tmp_path / "s" / "2_lr=0.3" / "summary.json").read_text())
+    assert fresh["status"] == "ok" and "optimizer.lr=0.3" in fresh["overrides"]
+    rows = (tmp_path / "s" / "summary.csv").read_text().splitlines()
+    assert len(rows) == 4

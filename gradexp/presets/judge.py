@@ -10,7 +10,15 @@ from pathlib import Path
 
 from gradexp.study.runs import find, load
 
-PRESETS = ("derivatives", "stability", "momentum", "optimizers", "batch_modes", "edge_of_stability")
+PRESETS = (
+    "derivatives",
+    "stability",
+    "momentum",
+    "optimizers",
+    "batch_modes",
+    "edge_of_stability",
+    "linear_scaling",
+)
 
 
 def runs_under(root: Path) -> list:

@@ -24,6 +24,8 @@ def write_experiment(sweep_dir: Path) -> Path | None:
     tags = [set().union(*(p.keys() for p in r.points), *(e.keys() for e in r.epochs))
             for r in runs]  # fmt: skip
     common = sorted(set.intersection(*tags) - {"step", "time", "epoch"})
+    for old in sweep_dir.glob("events.out.tfevents.*"):  # an earlier launch's record
+        old.unlink()  # (a sweep root holds no run of its own: only these)
     events = EventFile(sweep_dir)
     events.add_summary(sessions.experiment([r.summary["hparams"] for r in runs], common))
     events.close()

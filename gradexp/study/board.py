@@ -80,7 +80,8 @@ def logdir(dirs: list[Path]) -> tuple[Path, Path | None]:
     TensorBoard's fast data server.)"""
     dirs = [d.resolve() for d in dirs]
     dirs = [d for d in dict.fromkeys(dirs) if not any(o in d.parents for o in dirs)]
-    if len(dirs) == 1 and not any(dirs[0].glob("events.out.tfevents.*")):
+    one = dirs[0] if len(dirs) == 1 else None
+    if one is not None and (not any(one.glob("events.out.tfevents.*")) or holds_runs(one)):
         return dirs[0], None
     tree = Path(tempfile.mkdtemp(prefix="gradexp-board-"))
     for name, target in names(dirs).items():
@@ -88,6 +89,11 @@ def logdir(dirs: list[Path]) -> tuple[Path, Path | None]:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target, target_is_directory=True)
     return tree, tree
+
+
+def holds_runs(path: Path) -> bool:
+    """A sweep: runs in its subdirectories (its own event file, if any, is the HParams record)."""
+    return any(d.is_dir() and any(d.glob("events.out.tfevents.*")) for d in path.iterdir())
 
 
 def die_with_parent(parent: int) -> None:

@@ -56,19 +56,48 @@ def band(config: Config, tag: str, x: str = "step"):
     return xs, mean, np.array([y.min() for y in ys]), np.array([y.max() for y in ys])
 
 
+# A tag drawn inside another's panel, dashed in the same colour: the sharpness beside its 2/η.
+COMPANIONS = {"curvature/sharpness": "curvature/threshold"}
+
+
 def draw(ax, configs: list[Config], tag: str, x: str, colour, label) -> bool:
-    """One line per configuration (a marker when it has one point) and its seed band."""
+    """One line per configuration and its seed band; evaluations (eval/*) marked at each point
+    they were taken (they are sparser than the steps), a series of one point by a marker."""
     drawn = False
     for c in configs:
         xs, mean, low, high = band(c, tag, x)
         if not len(xs):
             continue
+        marked = len(xs) == 1 or tag.startswith("eval/")
         ax.plot(xs, mean, color=colour[c.key], label=label[c.key], lw=1.4,
-                marker="o" if len(xs) == 1 else None, ms=4)  # fmt: skip
+                marker="o" if marked else None, ms=3.5)  # fmt: skip
         if len(c.runs) > 1:
             ax.fill_between(xs, low, high, color=colour[c.key], alpha=0.2, lw=0)
+        companion = COMPANIONS.get(tag)
+        if companion:
+            cx, cmean, *_ = band(c, companion, x)
+            if len(cx):
+                ax.plot(cx, cmean, color=colour[c.key], ls="--", lw=1, gid=companion)
         drawn = True
     return drawn
+
+
+def robust_limits(ax) -> None:
+    """y limits from the 5th to the 95th percentile of the drawn values (log scale aware), so
+    that one pathological member (a noise scale of 1e12 where the others sit near 10) does
+    not flatten the others against an axis."""
+    v = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()] or [[]])
+    v = v[np.isfinite(v)]
+    if ax.get_yscale() == "log":
+        v = v[v > 0]
+    if len(v) < 10:
+        return
+    low, high = np.percentile(v, [5, 95])
+    if ax.get_yscale() == "log" and low > 0:
+        ax.set_ylim(low / 1.5, high * 1.5)
+    elif high > low:
+        pad = 0.1 * (high - low)
+        ax.set_ylim(low - pad, high + pad)
 
 
 def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) -> Figure:
@@ -119,9 +148,18 @@ def tag_groups(configs: list[Config]) -> dict[str, list[str]]:
 
 
 def group_figure(configs: list[Config], group: str, tags: list[str]) -> Figure:
-    panels = [(t, t.split("/", 1)[1]) for t in tags[:MAX_PANELS]]
-    more = f" (first {MAX_PANELS} of {len(tags)} tags)" if len(tags) > MAX_PANELS else ""
-    return series_figure(configs, panels, "step", f"{group}/ against the step{more}")
+    shown = [t for t in tags if not (t in COMPANIONS.values()
+                                     and any(COMPANIONS.get(o) == t for o in tags))]  # fmt: skip
+    panels = [(t, PANEL_LABELS.get(t, t.split("/", 1)[1])) for t in shown[:MAX_PANELS]]
+    more = f" (first {MAX_PANELS} of {len(shown)} tags)" if len(shown) > MAX_PANELS else ""
+    fig = series_figure(configs, panels, "step", f"{group}/ against the step{more}")
+    if group == "noise":
+        for ax in fig.axes:
+            robust_limits(ax)
+    return fig
+
+
+PANEL_LABELS = {"curvature/sharpness": "sharpness λ_max (dashed: its threshold 2/η)"}
 
 
 def write_all(configs: list[Config], out: Path) -> list[Path]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 
+from gradexp.durable.jobdirs import job_dirs
 from gradexp.errors import ConfigError
 from gradexp.study.lines import job_line, sweep_size, written_before
 from gradexp.vector.jobs import console_logging, job_return, members, plan, save
@@ -49,11 +50,13 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
     returns = [None] * len(job_overrides)
     prepared, finished, started = [], 0, time.time()
     total = sweep_size(launcher.config, first_idx + len(job_overrides))
+    dirs = job_dirs(launcher.config, job_overrides, first_idx)
     for idxs in plan(job_overrides):
         head = job_overrides[idxs[0]]
         base = loader.load_sweep_config(launcher.config, list(head))
         console_logging(base)
-        group = members(base, [job_overrides[i] for i in idxs], [first_idx + i for i in idxs])
+        group = members(base, [job_overrides[i] for i in idxs], [first_idx + i for i in idxs],
+                        [dirs[i] for i in idxs])  # fmt: skip
         jobs = [Job(m.task, m.output_dir, m.choices, m.overrides, config_yaml=save(m))
                 for m in group]  # fmt: skip
         if launcher.submitit is None:  # one group after another, here

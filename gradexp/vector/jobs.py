@@ -102,14 +102,15 @@ class Member:
         return dict(self.hydra["runtime"]["choices"])
 
 
-def members(base: DictConfig, job_overrides: list, idxs: list[int]) -> list[Member]:
+def members(base: DictConfig, job_overrides: list, idxs: list[int],
+            subdirs: list[str | None] | None = None) -> list[Member]:  # fmt: skip
     """The group's members from its first job's composed config (`base`, with its hydra
     node): each with its own member values set as Hydra sets an override (OmegaConf.update,
     merge), its own overrides, number, override_dirname and output directory."""
     task = OmegaConf.masked_copy(base, [k for k in base if k != "hydra"])
     hydra = OmegaConf.to_container(base.hydra, resolve=False, enum_to_str=True)
     out = []
-    for idx, overrides in zip(idxs, job_overrides):
+    for idx, overrides, subdir in zip(idxs, job_overrides, subdirs or [None] * len(idxs)):
         mine = copy.deepcopy(task)
         for o in PARSER.parse_overrides(list(overrides)):
             if is_member(o):
@@ -118,7 +119,13 @@ def members(base: DictConfig, job_overrides: list, idxs: list[int]) -> list[Memb
         node["job"]["num"], node["job"]["id"] = idx, str(idx)  # as Hydra's typed JobConf holds them
         node["job"]["override_dirname"] = dirname(overrides, base)
         node["overrides"]["task"] = list(overrides)
-        node["runtime"]["output_dir"] = output_dir(base, idx, node["job"]["override_dirname"])
+        if subdir is not None:  # named by what the sweep varies (gradexp/durable/jobdirs.py)
+            node["sweep"]["subdir"] = subdir
+            node["runtime"]["output_dir"] = os.path.abspath(
+                os.path.join(str(base.hydra.sweep.dir), subdir)
+            )
+        else:
+            node["runtime"]["output_dir"] = output_dir(base, idx, node["job"]["override_dirname"])
         out.append(Member(idx, list(overrides), mine, node))
     return out
 

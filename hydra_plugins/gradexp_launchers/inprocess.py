@@ -81,6 +81,7 @@ class InProcessLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        from gradexp.durable.jobdirs import job_dirs
         from gradexp.study.lines import job_line, read_summary, sweep_size, written_before
 
         verbose = bool(self.config.hydra.verbose)
@@ -88,10 +89,14 @@ class InProcessLauncher(Launcher):
             log.info(f"Launching {len(job_overrides)} jobs locally")
         runs, started = [], time.time()
         total = sweep_size(self.config, initial_job_idx + len(job_overrides))
+        dirs = job_dirs(self.config, job_overrides, initial_job_idx)
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             if verbose:
                 log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             config = quiet(compose_job(self.hydra_context, self.config, overrides, idx), verbose)
+            if dirs[idx - initial_job_idx] is not None:  # named by what the sweep varies
+                with open_dict(config):
+                    config.hydra.sweep.subdir = dirs[idx - initial_job_idx]
             begun = time.time()
             runs.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function,
                                 config=config, job_dir_key="hydra.sweep.dir",
