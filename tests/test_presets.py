@@ -199,3 +199,34 @@ def test_linear_scaling_holds_up_to_a_batch_size_then_breaks(here):
     assert v["reproduced"] is True and 4 <= v["measured"]["holds_up_to_k"] < 32, v["said"]
     strict = judge(runs.dir, {"name": "linear_scaling", "tolerance": 1e-4})
     assert strict["reproduced"] is False and strict["measured"]["holds_up_to_k"] == 1
+
+
+@pytest.mark.slow
+def test_catapult_spikes_between_2_and_4_over_lambda0_and_not_below(here):
+    runs = gradexp.sweep("experiment=catapult", "optimizer.lr=0.2,0.45,0.55", "epochs=120")
+    v = runs.verdict
+    for r, row in zip(sorted(runs, key=lambda r: r.lr), v["measured"]["runs"]):
+        rows = [m for m in metrics(r.dir) if "epoch" not in m]
+        loss = [m["train/loss"] for m in rows if "train/loss" in m]
+        sharp = [m["curvature/sharpness"] for m in rows if "curvature/sharpness" in m]
+        lam0 = next(m["curvature/sharpness"] for m in rows if m["step"] == 1
+                    and "curvature/sharpness" in m)  # fmt: skip
+        assert row["lambda0"] == lam0 and row["lr_lambda0_over_2"] == pytest.approx(r.lr * lam0 / 2)
+        assert row["spiked"] is (max(loss[:100]) > 2 * loss[0])
+        assert row["final_sharpness"] == sharp[-1]
+    regimes = [row["regime"] for row in v["measured"]["runs"]]
+    assert regimes == ["below 2/λ₀", "catapult", "catapult"]
+    assert v["reproduced"] is True, v["said"]
+    assert judge(runs.dir, {"name": "catapult", "spike": 1e6})["reproduced"] is False
+
+
+def test_an_unknown_judge_is_refused_before_anything_runs(here):
+    out = cli("experiment=stability", "verdict.name=nope", "hydra.sweep.dir=s", cwd=here)
+    assert out.returncode == 2 and not (here / "s").exists()
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "gradexp: error: verdict.name=nope: no such judge; choose one of batch_modes, catapult"
+        )
+    )

@@ -15,7 +15,27 @@ from omegaconf import DictConfig, OmegaConf
 
 
 class Verdict(Callback):
-    """At the end of a preset's run or sweep: its judge's verdict, printed and saved."""
+    """At the end of a preset's run or sweep: its judge's verdict, printed and saved. An unknown
+    judge is refused in one line before anything runs."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        spec = config.get("verdict")
+        if not spec:
+            return
+        from gradexp.presets.judge import PRESETS
+
+        name = spec.get("name") if isinstance(spec, DictConfig) else None
+        if name not in PRESETS:
+            print(f"gradexp: error: verdict.name={name}: no such judge; choose one of "
+                  f"{', '.join(PRESETS)} (gradexp/presets/<name>.py)", file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         self._judge(config, Path(str(config.hydra.run.dir)))
@@ -30,5 +50,10 @@ class Verdict(Callback):
             return
         from gradexp.presets.judge import judge, line
 
-        result = judge(root, OmegaConf.to_container(spec, resolve=True))
+        try:
+            result = judge(root, OmegaConf.to_container(spec, resolve=True))
+        except Exception as e:  # a judge that fails says so in one line; the runs stay
+            print(f"gradexp: verdict: {spec.get('name')}: not computed ({type(e).__name__}: "
+                  f"{e})", file=sys.stderr, flush=True)  # fmt: skip
+            return
         print(line(result), file=sys.stderr, flush=True)

@@ -10,15 +10,9 @@ from pathlib import Path
 
 from gradexp.study.runs import find, load
 
-PRESETS = (
-    "derivatives",
-    "stability",
-    "momentum",
-    "optimizers",
-    "batch_modes",
-    "edge_of_stability",
-    "linear_scaling",
-)
+# One judge per preset: gradexp/presets/<name>.py with verdict(runs, spec, root) -> dict.
+PRESETS = sorted(p.stem for p in Path(__file__).parent.glob("*.py")
+                 if p.stem not in ("__init__", "judge", "common"))  # fmt: skip
 
 
 def runs_under(root: Path) -> list:
