@@ -16,6 +16,14 @@ from gradexp.errors import ConfigError
 
 log = logging.getLogger("gradexp")
 PROBE = ".gradexp-write-probe"
+_accepted: set[str] = set()  # sweep dirs whose start passed every check, in this process
+
+
+def accepted(sweep_dir: Path) -> bool:
+    """Whether this process's sweep into sweep_dir passed its start checks. Hydra 1.4 runs the
+    end-of-sweep callbacks also after a refused start (a used dir, an unknown judge): they must
+    then leave the old sweep's files alone."""
+    return str(Path(sweep_dir).absolute()) in _accepted
 
 
 def writable(directory: Path, key: str = "hydra.run.dir", size: int = 1 << 20) -> None:
@@ -122,6 +130,7 @@ class WritableOutput(Callback):
         sweep = Path(str(config.hydra.sweep.dir))
         jobs = sorted(d for d in sweep.iterdir() if d.is_dir()) if sweep.is_dir() else []
         self._fresh(config, "hydra.sweep.dir", jobs, sweep)
+        _accepted.add(str(sweep.absolute()))
 
     @staticmethod
     def _fresh(config: DictConfig, key: str, dirs: list[Path], shown: Path) -> None:

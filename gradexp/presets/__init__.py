@@ -41,7 +41,11 @@ class Verdict(Callback):
         self._judge(config, Path(str(config.hydra.run.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        self._judge(config, Path(str(config.hydra.sweep.dir)))
+        from gradexp.durable.outdir import accepted
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if accepted(sweep_dir):  # Hydra 1.4 calls it after a refused start too
+            self._judge(config, sweep_dir)
 
     @staticmethod
     def _judge(config: DictConfig, root: Path) -> None:
@@ -49,6 +53,10 @@ class Verdict(Callback):
         if not spec or not root.is_dir():
             return
         from gradexp.presets.judge import judge, line
+
+        if not any(d.is_dir() and (d / ".hydra").is_dir() for d in root.iterdir()) and not (
+            root / "summary.json").exists():  # fmt: skip
+            return  # nothing was launched (a launcher refused its settings)
 
         try:
             result = judge(root, OmegaConf.to_container(spec, resolve=True))

@@ -36,6 +36,8 @@ class SweepHParams(Callback):
     """Hydra instantiates it at every start: it imports only Hydra until a sweep ends."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from gradexp.durable.outdir import accepted
+
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if sweep_dir.is_dir():
+        if sweep_dir.is_dir() and accepted(sweep_dir):  # Hydra 1.4 calls it after a refusal too
             write_experiment(sweep_dir)

@@ -51,7 +51,7 @@ def table(rows: list[dict]) -> str:
 
     shown = [c for c in COLUMNS if c != "message"]
     cells = [[fmt(r[c]) for c in shown] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(shown)]
+    widths = [max([len(c), *(len(x[i]) for x in cells)]) for i, c in enumerate(shown)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(shown, widths))]
     lines += ["  ".join(x.ljust(w) for x, w in zip(cell, widths)) for cell in cells]
     lines += [f"job {r['job']}: {r['message']}" for r in rows if r["status"] == "failed"]
@@ -72,8 +72,12 @@ class SweepTable(Callback):
     """Prints and saves the sweep's table; exit status 1 if a job failed other than by diverging."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from gradexp.durable.outdir import accepted
+
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
+        if not sweep_dir.is_dir() or not accepted(sweep_dir):  # refused at its start
+            return
+        if not collect(sweep_dir):  # no job was launched (a launcher refused its settings)
             return
         rows = write(sweep_dir)
         # Printed, not logged: after the jobs, logging in this process is Hydra's, not a job's.

@@ -117,7 +117,9 @@ def members(base: DictConfig, job_overrides: list, idxs: list[int],
                 OmegaConf.update(mine, o.key_or_group, o.value(), merge=True)
         node = copy.deepcopy(hydra)
         node["job"]["num"], node["job"]["id"] = idx, str(idx)  # as Hydra's typed JobConf holds them
-        node["job"]["override_dirname"] = dirname(overrides, base)
+        mine_dirname = dirname(overrides, base)
+        if not str(node["job"].get("override_dirname", "")).startswith("${"):
+            node["job"]["override_dirname"] = mine_dirname  # Hydra 1.4 resolves it itself
         node["overrides"]["task"] = list(overrides)
         if subdir is not None:  # named by what the sweep varies (gradexp/durable/jobdirs.py)
             node["sweep"]["subdir"] = subdir
@@ -125,7 +127,7 @@ def members(base: DictConfig, job_overrides: list, idxs: list[int],
                 os.path.join(str(base.hydra.sweep.dir), subdir)
             )
         else:
-            node["runtime"]["output_dir"] = output_dir(base, idx, node["job"]["override_dirname"])
+            node["runtime"]["output_dir"] = output_dir(base, idx, mine_dirname)
         out.append(Member(idx, list(overrides), mine, node))
     return out
 
