@@ -96,3 +96,34 @@ def test_bad_input_is_one_line_and_writes_nothing(here):
     with pytest.raises(gradexp.ExperimentError, match="no runs"):
         gradexp.load(here / "empty")
     assert gradexp.experiment(*IRIS, epochs=1).summary["status"] == "ok"  # works after errors
+
+
+@pytest.mark.slow
+def test_the_api_in_a_fresh_process_twice_gives_the_cli_numbers(here):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import gradexp, json\n"
+            "a = gradexp.experiment('data=iris', 'model.hidden=[8]', 'progress=false', epochs=2)\n"
+            "b = gradexp.sweep('data=iris', 'model.hidden=[8]', 'progress=false', 'seed=0,1',"
+            " epochs=2)\n"
+            "print(json.dumps([str(a.dir), [str(r.dir) for r in b]]))\n")  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin", "TQDM_DISABLE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True,
+                         env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    one, (s0, s1) = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "gradexp: ok" in out.stderr  # it logs where a notebook shows it
+    cli_run = cli("data=iris", "model.hidden=[8]", "progress=false", "epochs=2",
+                  "hydra.run.dir=c", cwd=here)  # fmt: skip
+    cli_sweep = cli("-m", "data=iris", "model.hidden=[8]", "progress=false", "seed=0,1",
+                    "epochs=2", "hydra.sweep.dir=cs", cwd=here)  # fmt: skip
+    assert cli_run.returncode == 0 and cli_sweep.returncode == 0
+    assert numbers(one) == numbers(here / "c")
+    from pathlib import Path
+
+    assert [Path(s0).name, Path(s1).name] == ["0_seed=0", "1_seed=1"]
+    assert numbers(s0) == numbers(here / "cs" / "0_seed=0")
+    assert numbers(s1) == numbers(here / "cs" / "1_seed=1")

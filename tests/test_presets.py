@@ -230,3 +230,11 @@ def test_an_unknown_judge_is_refused_before_anything_runs(here):
             "gradexp: error: verdict.name=nope: no such judge; choose one of batch_modes, catapult"
         )
     )
+
+
+def test_a_sweeping_preset_is_run_as_a_multirun_without_dash_m():
+    from gradexp.__main__ import sweeping_preset
+
+    assert sweeping_preset(["experiment=stability"]) and sweeping_preset(["+experiment=momentum"])
+    assert not sweeping_preset(["optimizer=adam"]) and not sweeping_preset(["experiment=nope"])
+    assert not sweeping_preset(["experiment="])

@@ -83,7 +83,10 @@ class SweepTable(Callback):
         # Printed, not logged: after the jobs, logging in this process is Hydra's, not a job's.
         print(f"\n{table(rows)}\n\nsweep table: {sweep_dir / 'summary.csv'}")
         print(f"tensorboard --logdir {sweep_dir}", flush=True)
-        failed = [r["job"] for r in rows if r["status"] not in ("ok", "diverged")]
+        # Interrupted and not-started jobs are not failures: the signal's own exit status
+        # stands (Hydra 1.4 runs this callback while that SystemExit is on its way out).
+        stopped = ("ok", "diverged", "interrupted", "not_started")
+        failed = [r["job"] for r in rows if r["status"] not in stopped]
         if failed:
             print(f"gradexp: {len(failed)} of {len(rows)} jobs failed: {', '.join(failed)}",
                   file=sys.stderr)  # fmt: skip
