@@ -29,32 +29,13 @@ def task(cfg: DictConfig) -> float:
     return summary["objective"]  # for sweepers that minimise; a failed job gives inf, not an error
 
 
-def sweeping_preset(argv: list[str]) -> bool:
-    """Whether the command names a preset that sweeps (conf/experiment/<name>.yaml with
-    hydra.sweeper.params): `python -m gradexp experiment=stability` then runs as a multirun
-    without -m. (A config setting hydra.mode would do it on Hydra 1.3; 1.4 refuses that.)"""
-    import yaml
-
-    for arg in argv:
-        key, _, name = arg.partition("=")
-        if key.lstrip("+") == "experiment" and name:
-            file = CONF_DIR / "experiment" / f"{name}.yaml"
-            try:
-                data = yaml.safe_load(file.read_text()) if file.is_file() else None
-            except (OSError, yaml.YAMLError):
-                return False  # Hydra reports it in its own words
-            sweeper = ((data or {}).get("hydra") or {}).get("sweeper") or {}
-            return isinstance(sweeper, dict) and bool(sweeper.get("params"))
-    return False
-
-
 def main() -> None:
     """Hydra reports its own errors (an unknown option, a misspelt key) in a few lines of its
     own and exits 1; here they become gradexp's one line and exit status 2, like every other
     config error. HYDRA_FULL_ERROR=1 keeps Hydra's traceback."""
-    argv = sys.argv[1:]
-    if sweeping_preset(argv) and not {"-m", "--multirun"} & set(argv):
-        sys.argv.insert(1, "-m")
+    from gradexp.presets import command_line  # Hydra and YAML only
+
+    sys.argv[1:1] = command_line(sys.argv[1:])  # a preset's -m and launcher
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return task()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its report

@@ -76,8 +76,11 @@ def sweep(*overrides: str, vectorized: bool | None = None, **settings) -> Runs:
         mine = {o.partition("=")[0] for o in given}
         jobs = expand([*(f"{k}={v}" for k, v in params.items() if k not in mine), *given])
         first = composed(jobs[0])
-    if vectorized is None:
-        vectorized = str(first.hydra.launcher.get("_target_", "")).endswith("VectorizedLauncher")
+    if vectorized is None:  # as the config's launcher, or the preset's, says
+        from gradexp.presets import command_line
+
+        vectorized = "hydra/launcher=vectorized" in command_line(given) or str(
+            first.hydra.launcher.get("_target_", "")).endswith("VectorizedLauncher")  # fmt: skip
     sweep_dir = Path(str(first.hydra.sweep.dir)).absolute()
     configs = [first, *(composed(j) for j in jobs[1:])]
     held = sorted(d for d in sweep_dir.iterdir() if d.is_dir()) if sweep_dir.is_dir() else []
@@ -88,11 +91,16 @@ def sweep(*overrides: str, vectorized: bool | None = None, **settings) -> Runs:
             vectorized_groups(configs, dirs, jobs)
         else:
             sequential(configs, dirs, jobs)
+        return finished(first, sweep_dir, dirs)
+
+
+def finished(first, sweep_dir: Path, dirs: list[Path]) -> Runs:
+    """The sweep's end, as the CLI's: the table (logged and summary.csv), the HParams record,
+    the runs, and a preset's verdict (logged, verdict.json)."""
+    from gradexp.record.sweep_hparams import write_experiment
     from gradexp.study.table import table, write
 
     log.info("%s\nsweep table: %s", table(write(sweep_dir)), sweep_dir / "summary.csv")
-    from gradexp.record.sweep_hparams import write_experiment
-
     write_experiment(sweep_dir)
     runs = Runs(load_run(d) or Run(d, {"status": "failed"}, {}) for d in dirs)
     runs.dir = sweep_dir

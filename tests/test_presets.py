@@ -232,9 +232,21 @@ def test_an_unknown_judge_is_refused_before_anything_runs(here):
     )
 
 
-def test_a_sweeping_preset_is_run_as_a_multirun_without_dash_m():
-    from gradexp.__main__ import sweeping_preset
+def test_a_preset_adds_its_dash_m_and_launcher_to_the_command_line_and_nothing_else():
+    from gradexp.presets import command_line
 
-    assert sweeping_preset(["experiment=stability"]) and sweeping_preset(["+experiment=momentum"])
-    assert not sweeping_preset(["optimizer=adam"]) and not sweeping_preset(["experiment=nope"])
-    assert not sweeping_preset(["experiment="])
+    assert command_line(["experiment=stability"]) == ["-m", "hydra/launcher=vectorized"]
+    assert command_line(["+experiment=momentum"]) == ["-m"]
+    assert command_line(["-m", "experiment=stability", "hydra/launcher=gradexp"]) == []
+    assert command_line(["experiment=stability", "--cfg", "job"]) == []  # prints, runs nothing
+    assert command_line(["optimizer=adam"]) == command_line(["experiment=nope"]) == []
+
+
+def test_a_bad_verdict_setting_is_refused_before_anything_runs(here):
+    out = cli("experiment=stability", "verdict.tolerance=abc", "hydra.sweep.dir=s", cwd=here)
+    assert out.returncode == 2 and not (here / "s").exists()
+    assert out.stderr.strip().splitlines()[-1] == (
+        "gradexp: error: verdict.tolerance=abc: must be a finite number > 0 (or a list of them)"
+    )
+    shown = cli("experiment=stability", "--cfg", "job", cwd=here)
+    assert shown.returncode == 0 and "verdict:" in shown.stdout  # --cfg as for any config

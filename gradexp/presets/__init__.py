@@ -13,6 +13,77 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+NO_RUN = {
+    "-c",
+    "--cfg",
+    "-i",
+    "--info",
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--shell-completion",
+    "-sc",
+}  # Hydra's flags that print instead of running: a preset adds nothing to them
+
+
+def preset_file(argv: list[str]) -> Path | None:
+    from gradexp import CONF_DIR
+
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") == "experiment" and name:
+            file = CONF_DIR / "experiment" / f"{name}.yaml"
+            return file if file.is_file() else None
+    return None
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """What a preset's file asks of the command line, for the run to be what it says: `-m` for
+    a preset that sweeps (hydra.sweeper.params; Hydra 1.4 refuses hydra.mode set by a config
+    group) and its launcher (`override /hydra/launcher: X` in a group's defaults loses to the
+    primary config's own launcher override; on the command line it wins). Nothing the user
+    gave is overridden, and nothing is added to --cfg, --info or --help."""
+    import yaml
+
+    file = preset_file(argv)
+    if file is None or NO_RUN & set(argv):
+        return []
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []  # Hydra reports it in its own words
+    extra = []
+    sweeper = ((data.get("hydra") or {}).get("sweeper") or {}) if isinstance(data, dict) else {}
+    if isinstance(sweeper, dict) and sweeper.get("params") and not {"-m", "--multirun"} & set(argv):
+        extra.append("-m")
+    for entry in data.get("defaults") or [] if isinstance(data, dict) else []:
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if str(key).replace(" ", "") == "override/hydra/launcher" and not any(
+                        a.startswith("hydra/launcher=") for a in argv):  # fmt: skip
+                    extra.append(f"hydra/launcher={value}")
+    return extra
+
+
+def check_spec(spec) -> str | None:
+    """A preset's verdict settings beside its name and claim are numbers (tolerances, factors,
+    bands): the first bad one as `verdict.key=value: …`, or None."""
+    for key, value in spec.items():
+        if key in ("name", "claim"):
+            continue
+        items = (
+            list(value) if hasattr(value, "__iter__") and not isinstance(value, str) else [value]
+        )
+        for v in items:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not v > 0
+                or v == float("inf")
+            ):
+                return f"verdict.{key}={value}: must be a finite number > 0 (or a list of them)"
+    return None
+
 
 class Verdict(Callback):
     """At the end of a preset's run or sweep: its judge's verdict, printed and saved. An unknown
@@ -35,6 +106,10 @@ class Verdict(Callback):
         if name not in PRESETS:
             print(f"gradexp: error: verdict.name={name}: no such judge; choose one of "
                   f"{', '.join(PRESETS)} (gradexp/presets/<name>.py)", file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
+        bad = check_spec(OmegaConf.to_container(spec, resolve=True))
+        if bad:
+            print(f"gradexp: error: {bad}", file=sys.stderr)
             raise SystemExit(2)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
