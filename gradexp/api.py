@@ -70,12 +70,24 @@ def sweep(*overrides: str, vectorized: bool | None = None, **settings) -> Runs:
     override raises ExperimentError before any job runs."""
     given = arguments(overrides, settings)
     jobs = expand(given)
+    if not jobs:  # an empty sweep (seed=range(0)) runs nothing, as the CLI's
+        return Runs()
     first = composed(jobs[0])
     params = first.hydra.sweeper.get("params") or {}
     if params:  # a preset's own sweep: first, then the call's overrides (as BasicSweeper does)
         mine = {o.partition("=")[0] for o in given}
         jobs = expand([*(f"{k}={v}" for k, v in params.items() if k not in mine), *given])
         first = composed(jobs[0])
+    if first.get("verdict"):  # a preset's judge and settings, checked before anything runs
+        from gradexp.presets import check_spec
+        from gradexp.presets.judge import PRESETS
+
+        spec = OmegaConf.to_container(first.verdict, resolve=True)
+        if spec.get("name") not in PRESETS:
+            raise ExperimentError(f"verdict.name={spec.get('name')}: no such judge; choose one "
+                                  f"of {', '.join(PRESETS)}")  # fmt: skip
+        if check_spec(spec):
+            raise ExperimentError(check_spec(spec))
     if vectorized is None:  # as the config's launcher, or the preset's, says
         from gradexp.presets import command_line
 
@@ -107,8 +119,12 @@ def finished(first, sweep_dir: Path, dirs: list[Path]) -> Runs:
     if first.get("verdict"):
         from gradexp.presets.judge import judge, line
 
-        runs.verdict = judge(sweep_dir, OmegaConf.to_container(first.verdict, resolve=True))
-        log.info("%s", line(runs.verdict))
+        try:
+            runs.verdict = judge(sweep_dir, OmegaConf.to_container(first.verdict, resolve=True))
+            log.info("%s", line(runs.verdict))
+        except Exception as e:  # the runs stay the caller's; the judge's failure one line
+            log.error("gradexp: verdict: %s: not computed (%s: %s)", first.verdict.get("name"),
+                      type(e).__name__, e)  # fmt: skip
     return runs
 
 

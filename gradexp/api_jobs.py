@@ -62,11 +62,17 @@ def expand(overrides: list[str]) -> list[list[str]]:
         raise ExperimentError(one_line(e, list(overrides), CONF_DIR)) from None
     lists = []
     for o in parsed:
-        if o.is_sweep_override():
-            key = o.get_key_element()
-            lists.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        else:  # as Hydra's BasicSweeper writes it (progress=false becomes progress=False)
+        if not o.is_sweep_override():  # as Hydra's BasicSweeper writes it (progress=False)
             lists.append([f"{o.get_key_element()}={o.get_value_element_as_str()}"])
+            continue
+        key = o.get_key_element()
+        try:
+            lists.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        except HydraException:  # interval(), glob(): a sweeper's search space, not a list
+            raise ExperimentError(
+                f"{o.input_line}: gradexp.sweep runs lists and range(…); an interval or glob "
+                "needs a sweeper: run it with `python -m gradexp -m …`"
+            ) from None
     return [list(combo) for combo in itertools.product(*lists)]
 
 
@@ -121,7 +127,8 @@ def sequential(configs, dirs, jobs) -> None:
     for i, (cfg, run_dir, overrides) in enumerate(zip(configs, dirs, jobs)):
         task, choices, member = job(cfg, run_dir, i, overrides)
         save(member)
-        run.main(task, run_dir, choices, member.overrides, dir_key="hydra.sweep.dir")
+        done = run.main(task, run_dir, choices, member.overrides, dir_key="hydra.sweep.dir")
+        stop_if_interrupted([done])
 
 
 def vectorized_groups(configs, dirs, jobs) -> None:
@@ -133,7 +140,14 @@ def vectorized_groups(configs, dirs, jobs) -> None:
         for i in idxs:
             task, choices, member = job(configs[i], dirs[i], i, jobs[i])
             group.append(Job(task, dirs[i], choices, member.overrides, config_yaml=save(member)))
-        run_group(group)
+        stop_if_interrupted(run_group(group))
+
+
+def stop_if_interrupted(summaries: list[dict]) -> None:
+    """A Ctrl-C (a notebook's interrupt) stops the sweep, as it stops the CLI's: the jobs so
+    far keep their checkpoints and logs, the rest do not start."""
+    if any(s.get("status") == "interrupted" for s in summaries):
+        raise KeyboardInterrupt
 
 
 @contextmanager

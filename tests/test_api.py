@@ -127,3 +127,14 @@ def test_the_api_in_a_fresh_process_twice_gives_the_cli_numbers(here):
     assert [Path(s0).name, Path(s1).name] == ["0_seed=0", "1_seed=1"]
     assert numbers(s0) == numbers(here / "cs" / "0_seed=0")
     assert numbers(s1) == numbers(here / "cs" / "1_seed=1")
+
+
+def test_sweeps_the_api_cannot_list_are_one_line_and_an_empty_one_runs_nothing(here):
+    assert gradexp.sweep(*IRIS, "seed=range(0)") == []
+    with pytest.raises(gradexp.ExperimentError, match="an interval or glob needs a sweeper"):
+        gradexp.sweep(*IRIS, "optimizer.lr=interval(0.01,0.1)")
+    with pytest.raises(gradexp.ExperimentError, match=r"verdict\.name=nope: no such judge"):
+        gradexp.sweep("experiment=stability", "verdict.name=nope")
+    with pytest.raises(gradexp.ExperimentError, match=r"verdict\.tolerance=-1: must be a finite"):
+        gradexp.sweep("experiment=stability", "verdict.tolerance=-1")
+    assert not (here / "outputs").exists()  # nothing ran, nothing was written

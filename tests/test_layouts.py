@@ -145,5 +145,6 @@ def test_hparam_types_an_lr_of_1_is_a_number_and_a_seed_is_text():
     from gradexp.record.hparams import typed
 
     assert typed("optimizer.lr", 1) == 1.0 and isinstance(typed("optimizer.lr", 1), float)
+    assert typed("data.noise", 0) == 0.0  # a real knob: one type with data.noise=0.1 beside it
     assert typed("l2", 0) == 0.0 and typed("seed", 3) == "3" and typed("batch.size", 64) == "64"
     assert typed("optimizer.nesterov", True) is True and typed("model.hidden", [8]) == "[8]"

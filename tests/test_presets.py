@@ -240,6 +240,8 @@ def test_a_preset_adds_its_dash_m_and_launcher_to_the_command_line_and_nothing_e
     assert command_line(["-m", "experiment=stability", "hydra/launcher=gradexp"]) == []
     assert command_line(["experiment=stability", "--cfg", "job"]) == []  # prints, runs nothing
     assert command_line(["optimizer=adam"]) == command_line(["experiment=nope"]) == []
+    for printing in (["--cfg=job"], ["-cjob"], ["-c", "job"], ["--info"], ["-r"], ["--help"]):
+        assert command_line(["experiment=stability", *printing]) == [], printing
 
 
 def test_a_bad_verdict_setting_is_refused_before_anything_runs(here):
@@ -250,3 +252,46 @@ def test_a_bad_verdict_setting_is_refused_before_anything_runs(here):
     )
     shown = cli("experiment=stability", "--cfg", "job", cwd=here)
     assert shown.returncode == 0 and "verdict:" in shown.stdout  # --cfg as for any config
+
+
+def fake(path, choices: dict, config: dict, points: list[dict]):
+    from gradexp.study.runs import Run
+
+    path.mkdir(parents=True, exist_ok=True)
+    return Run(path, {"status": "ok", "choices": choices}, config, points)
+
+
+def test_judges_cannot_pass_on_missing_or_nan_numbers(tmp_path):
+    from gradexp.presets import derivatives, optimizers
+
+    model = {"expression": "x**2 + y**2", "start": {"x": 2.0, "y": 2.0}}
+    good = {f"function/grad_{m}/{v}": 4.0 for m in derivatives.METHODS for v in "xy"}
+    ok = fake(tmp_path / "d0", {}, {"model": model}, [{"step": 1, **good}])
+    assert derivatives.verdict([ok], {"tolerance": 1e-6}, tmp_path)["reproduced"] is True
+    nan = fake(tmp_path / "d1", {}, {"model": model},
+               [{"step": 1, **good, "function/grad_fd/y": float("nan")}])  # fmt: skip
+    assert derivatives.verdict([ok, nan], {}, tmp_path)["reproduced"] is False
+    lost = {k: v for k, v in good.items() if not k.endswith("/y")} | {
+        "function/grad_autograd/y": 4.0
+    }
+    gone = fake(tmp_path / "d2", {}, {"model": model}, [{"step": 1, **lost}])
+    assert derivatives.verdict([gone], {}, tmp_path)["reproduced"] is False  # fd/y missing
+
+    def path_to_minimum(name, steps):
+        pts = [{"step": s, "function/x": 1.0 if s >= steps else 0.0,
+                "function/y": 1.0 if s >= steps else 0.0} for s in range(1, 50)]  # fmt: skip
+        return fake(tmp_path / name, {"optimizer": name}, {}, pts)
+
+    fast = [path_to_minimum(n, 10) for n in ("momentum", "nesterov", "adam")]
+    assert optimizers.verdict([*fast, path_to_minimum("sgd", 40)], {}, tmp_path)["reproduced"]
+    assert not optimizers.verdict(fast, {}, tmp_path)["reproduced"]  # no GD run to beat
+
+
+@pytest.mark.slow
+def test_a_preset_with_a_failed_job_still_ends_with_its_verdict_and_exit_1(here):
+    out = cli("experiment=stability", "optimizer.lr=0.5,-1", "hydra.sweep.dir=s", cwd=here)
+    assert out.returncode == 1, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert "gradexp: 1 of 2 jobs failed: 1" in lines
+    assert lines[-1] == "gradexp: verdict: stability: NOT reproduced · 1 of 2 runs failed"
+    assert json.loads((here / "s" / "verdict.json").read_text())["reproduced"] is False

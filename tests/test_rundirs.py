@@ -109,3 +109,17 @@ def test_a_resumed_sweep_finds_its_jobs_by_configuration_not_number(tmp_path):
     assert fresh["status"] == "ok" and "optimizer.lr=0.3" in fresh["overrides"]
     rows = (tmp_path / "s" / "summary.csv").read_text().splitlines()
     assert len(rows) == 4
+
+
+def test_a_resumed_sweep_gives_each_old_dir_to_one_job_and_numbers_new_ones_after_all(tmp_path):
+    from gradexp.durable.jobdirs import names
+
+    sweep = tmp_path / "s"
+    for name, seed in (("0_seed=1", 1), ("1_seed=2", 2), ("2_seed=1", 1)):  # seed=1,2,1 before
+        (sweep / name / ".hydra").mkdir(parents=True)
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n- epochs=5\n")
+    jobs = [["seed=1", "epochs=5"], ["seed=1", "epochs=5"], ["seed=1", "epochs=10"]]
+    got = names(jobs, 0, ["seed", "epochs"], sweep, True, [])
+    assert got[:2] == ["0_seed=1", "2_seed=1"]  # each old dir to one job
+    assert got[2] == "3_seed=1,epochs=10"  # new: numbered after every dir there, none reused
+    assert names([["path=a/b"]], 0, ["path"], tmp_path / "t", False, []) == ["0_path=a%2Fb"]

@@ -45,8 +45,9 @@ def configuration(overrides: list[str], exclude: list[str]) -> frozenset:
                      if k.lstrip("+~") not in exclude and not k.startswith("hydra."))  # fmt: skip
 
 
-def existing(sweep_dir: Path, exclude: list[str]) -> dict[frozenset, str]:
-    """The job dirs already in a sweep dir, by their configuration (.hydra/overrides.yaml)."""
+def existing(sweep_dir: Path, exclude: list[str]) -> dict[frozenset, list[str]]:
+    """The job dirs already in a sweep dir, by their configuration (.hydra/overrides.yaml): a
+    sweep that ran one configuration twice has two dirs for it."""
     found = {}
     for d in sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []:
         file = d / ".hydra" / "overrides.yaml"
@@ -55,7 +56,7 @@ def existing(sweep_dir: Path, exclude: list[str]) -> dict[frozenset, str]:
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(overrides, list):
-            found.setdefault(configuration([str(x) for x in overrides], exclude), d.name)
+            found.setdefault(configuration([str(x) for x in overrides], exclude), []).append(d.name)
     return found
 
 
@@ -64,11 +65,13 @@ def names(jobs: list[list[str]], first_idx: int, keys: list[str], sweep_dir: Pat
     """Each job's subdir name; None where nothing is swept (Hydra's own naming then)."""
     short = short_names(keys)
     known = existing(sweep_dir, exclude) if resume else {}
-    taken = {int(n.split("_")[0]) for n in known.values() if n.split("_")[0].isdigit()}
+    entries = [p.name for p in sweep_dir.iterdir()] if resume and sweep_dir.is_dir() else []
+    taken = {int(n.split("_")[0]) for n in entries if n.split("_")[0].isdigit()}
     fresh = max(taken, default=first_idx - 1) + 1  # a resumed sweep's new jobs: numbered on
     out: list[str | None] = []
     for i, overrides in enumerate(jobs):
-        mine = known.get(configuration(overrides, exclude))
+        olds = known.get(configuration(overrides, exclude)) or []
+        mine = olds.pop(0) if olds else None  # each old dir goes to one job only
         if mine is not None:
             out.append(mine)
             continue
@@ -76,7 +79,7 @@ def names(jobs: list[list[str]], first_idx: int, keys: list[str], sweep_dir: Pat
             out.append(None)
             continue
         given = values(overrides)
-        parts = [f"{short[k]}={given[k]}" for k in keys if k in given]
+        parts = [f"{short[k]}={given[k]}".replace("/", "%2F") for k in keys if k in given]
         number = fresh if taken else first_idx + i
         fresh += 1
         out.append(f"{number}_{','.join(parts)}")

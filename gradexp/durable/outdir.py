@@ -19,6 +19,11 @@ PROBE = ".gradexp-write-probe"
 _accepted: set[str] = set()  # sweep dirs whose start passed every check, in this process
 
 
+def forget(sweep_dir: Path) -> None:
+    """A new sweep into sweep_dir starts: it is accepted only once its own checks pass."""
+    _accepted.discard(str(Path(sweep_dir).absolute()))
+
+
 def accepted(sweep_dir: Path) -> bool:
     """Whether this process's sweep into sweep_dir passed its start checks. Hydra 1.4 runs the
     end-of-sweep callbacks also after a refused start (a used dir, an unknown judge): they must

@@ -46,7 +46,10 @@ def command_line(argv: list[str]) -> list[str]:
     import yaml
 
     file = preset_file(argv)
-    if file is None or NO_RUN & set(argv):
+    flags = {a.split("=")[0] for a in argv if a.startswith("-")}
+    short = {f[:2] for f in flags if not f.startswith("--")}  # -cjob is -c job
+    printing = bool(flags & (NO_RUN | {"-r", "--run"}) or short & {"-c", "-i", "-r"})
+    if file is None or printing:
         return []
     try:
         data = yaml.safe_load(file.read_text()) or {}

@@ -4,6 +4,8 @@ derivative worked out by hand below (not by SymPy: the check must not share its 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -31,8 +33,14 @@ def row(run) -> dict:
            for m in METHODS}  # fmt: skip
     hand = BY_HAND.get(model["expression"])
     want = hand(point) if hand else None
-    errors = {m: max(abs(got[m][v] - want[v]) / max(abs(want[v]), 1.0) for v in point)
-              for m in METHODS} if want else {}  # fmt: skip
+
+    def error(m: str, v: str) -> float:
+        e = abs(got[m][v] - want[v]) / max(abs(want[v]), 1.0)
+        return e if math.isfinite(e) else math.inf  # a NaN or a missing tag fails the check
+
+    complete = want is not None and set(want) == set(point)  # every variable was logged
+    errors = ({m: max(error(m, v) for v in point) for m in METHODS} if complete
+              else {m: math.inf for m in METHODS} if want else {})  # fmt: skip
     return {"f": model["expression"], "at": point, "by_hand": want, **got, "error": errors}
 
 

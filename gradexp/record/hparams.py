@@ -19,21 +19,21 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 Value = bool | int | float | str
 
 
-REAL = (
-    "optimizer.",
-    "schedule.gamma",
-    "schedule.min_factor",
-    "l2",
-)  # real numbers, 1 as well as 0.1
+# Integer knobs (counts, sizes, seeds): shown as their digits and filtered as categories. Any
+# other number is real (an lr of 1 as well as 0.1), so a column never mixes text and numbers.
+INTEGER = ("seed", "epochs", "max_steps", "log_every", "eval_every", "threads", "checkpoint_every",
+           "data.n", "data.features", "data.classes", "data.seed", "data.split_seed",
+           "schedule.warmup_steps", "schedule.step_size")  # fmt: skip
+INTEGER_GROUPS = ("batch.", "probes.")
 
 
 def typed(name: str, value: Value) -> bool | float | str:
-    """A hyperparameter as the HPARAMS tab holds it: a real number (an lr of 1 too), a bool, or
-    text (integers: a seed, a batch size, shown as 0 and not 0.0000, filtered as categories)."""
+    """A hyperparameter as the HPARAMS tab holds it: a real number, a bool, or text (an integer
+    knob: a seed, a batch size, shown as 0 and not 0.0000)."""
     if isinstance(value, bool | float):
         return value
     if isinstance(value, int):
-        return float(value) if name.startswith(REAL) else str(value)
+        return str(value) if name in INTEGER or name.startswith(INTEGER_GROUPS) else float(value)
     return str(value)
 
 

@@ -90,4 +90,24 @@ class SweepTable(Callback):
         if failed:
             print(f"gradexp: {len(failed)} of {len(rows)} jobs failed: {', '.join(failed)}",
                   file=sys.stderr)  # fmt: skip
+            _failed.add(str(sweep_dir.absolute()))  # SweepExit, the last to end, exits 1
+
+
+_failed: set[str] = set()
+
+
+class SweepExit(Callback):
+    """First in the callbacks, so the last to end: exit status 1 if a job failed (other than by
+    diverging), once every other end-of-sweep callback (a preset's verdict) has run. At the
+    start it forgets what an earlier sweep into the same dir in this process left."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from gradexp.durable.outdir import forget
+
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        _failed.discard(str(sweep_dir))
+        forget(sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if str(Path(str(config.hydra.sweep.dir)).absolute()) in _failed:
             raise SystemExit(1)
