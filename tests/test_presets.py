@@ -105,7 +105,8 @@ def test_momentum_rates_are_the_closed_forms(here):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["stability", "derivatives", "momentum", "batch_modes", "edge_of_stability"]
+    "name",
+    ["stability", "derivatives", "momentum", "batch_modes", "edge_of_stability", "noise_scale"],
 )
 def test_a_preset_from_the_command_line_ends_with_its_verdict_line(here, name):
     out = cli(f"experiment={name}", "hydra.sweep.dir=s", cwd=here)
