@@ -11,6 +11,7 @@ values reordered or new values added re-runs nothing that finished."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
@@ -19,9 +20,20 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 PARSER = OverridesParser.create()
 
 
+@functools.lru_cache(maxsize=8192)
+def _parsed(overrides: tuple[str, ...]) -> tuple:
+    return tuple(PARSER.parse_overrides(list(overrides)))
+
+
+def parsed(overrides) -> tuple:
+    """Hydra's parse of a job's overrides, once per distinct list (ANTLR takes ~3 ms a job,
+    and a vectorised sweep reads each job's overrides five times)."""
+    return _parsed(tuple(overrides))
+
+
 def swept_keys(params: dict, command_line: list[str], exclude: list[str]) -> list[str]:
     keys = list(params or {})
-    for o in PARSER.parse_overrides(list(command_line)):
+    for o in parsed(command_line):
         if o.is_sweep_override() and not o.is_hydra_override():
             keys.append(o.get_key_element())
     return [k for k in dict.fromkeys(keys) if k.lstrip("+~") not in exclude]
@@ -36,7 +48,7 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 def values(overrides: list[str]) -> dict[str, str]:
     return {o.get_key_element(): o.get_value_element_as_str()
-            for o in PARSER.parse_overrides(list(overrides))}  # fmt: skip
+            for o in parsed(overrides)}  # fmt: skip
 
 
 def configuration(overrides: list[str], exclude: list[str]) -> frozenset:
@@ -88,7 +100,7 @@ def names(jobs: list[list[str]], first_idx: int, keys: list[str], sweep_dir: Pat
 
 def write_constants(sweep_dir: Path, keys: list[str], command_line: list[str]) -> None:
     """<sweep dir>/sweep.yaml: what the sweep varies, and the overrides every job shares."""
-    constant = [o.input_line for o in PARSER.parse_overrides(list(command_line))
+    constant = [o.input_line for o in parsed(command_line)
                 if not o.is_sweep_override() and o.get_key_element() not in keys]  # fmt: skip
     sweep_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump({"swept": keys, "constant": constant}, sort_keys=False,

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf._utils import OmegaConfDumper
+
+from gradexp.durable.jobdirs import parsed
 
 log = logging.getLogger("gradexp")
 MEMBER_KEYS = {"seed", "l2"} | {f"optimizer.{k}" for k in (
     "lr", "momentum", "dampening", "betas", "eps", "weight_decay", "alpha", "lr_decay",
     "initial_accumulator_value")} | {f"schedule.{k}" for k in (
     "warmup_steps", "step_size", "gamma", "min_factor")}  # fmt: skip
-PARSER = OverridesParser.create()
 
 
 def is_member(override) -> bool:
@@ -42,9 +42,9 @@ def is_member(override) -> bool:
 def group_key(overrides) -> tuple:
     """What a job shares with the other members of its group: every override but the member
     values, and which member keys it sets."""
-    parsed = PARSER.parse_overrides(list(overrides))
-    fixed = tuple(sorted(o.input_line for o in parsed if not is_member(o)))
-    return fixed, frozenset(o.key_or_group for o in parsed if is_member(o))
+    each = parsed(overrides)
+    fixed = tuple(sorted(o.input_line for o in each if not is_member(o)))
+    return fixed, frozenset(o.key_or_group for o in each if is_member(o))
 
 
 def plan(job_overrides) -> list[list[int]]:
@@ -72,7 +72,7 @@ class Deriving:
             base = self.loader.load_sweep_config(master_config, list(sweep_overrides))
             self.bases[key] = base
             return base
-        for o in PARSER.parse_overrides(list(sweep_overrides)):
+        for o in parsed(sweep_overrides):
             if is_member(o) and OmegaConf.select(base, o.key_or_group, default=MISSING) is MISSING:
                 return self.loader.load_sweep_config(master_config, list(sweep_overrides))
         return base
@@ -112,7 +112,7 @@ def members(base: DictConfig, job_overrides: list, idxs: list[int],
     out = []
     for idx, overrides, subdir in zip(idxs, job_overrides, subdirs or [None] * len(idxs)):
         mine = copy.deepcopy(task)
-        for o in PARSER.parse_overrides(list(overrides)):
+        for o in parsed(overrides):
             if is_member(o):
                 OmegaConf.update(mine, o.key_or_group, o.value(), merge=True)
         node = copy.deepcopy(hydra)
@@ -135,7 +135,7 @@ def members(base: DictConfig, job_overrides: list, idxs: list[int],
 def dirname(overrides, config: DictConfig) -> str:
     """hydra.job.override_dirname, as Hydra makes it from a job's own overrides."""
     spec = config.hydra.job.config.override_dirname
-    kept = [o for o in PARSER.parse_overrides(list(overrides)) if not o.is_hydra_override()]
+    kept = [o for o in parsed(overrides) if not o.is_hydra_override()]
     lines = sorted(o.input_line for o in kept if o.key_or_group not in spec.exclude_keys)
     return re.sub("=", spec.kv_sep, spec.item_sep.join(lines))
 
