@@ -55,5 +55,7 @@ def test_the_verdict_is_the_steps_fit_against_the_probed_noise_scale(tmp_path, m
     assert (runs.dir / "noise_scale.png").is_file()
     strict = judge(runs.dir, {"name": "noise_scale", "target": target, "factor": 1.01})
     assert strict["reproduced"] is bool(1 / 1.01 <= ratio <= 1.01) is False
+    easy = judge(runs.dir, {"name": "noise_scale", "target": 50.0})  # above the initial loss:
+    assert set(easy["measured"]["steps_to_target"].values()) == {1.0}  # counted from step 1
     far = judge(runs.dir, {"name": "noise_scale", "target": 0.01})  # reached by no run
     assert far["reproduced"] is False and "reached the target" in far["said"]

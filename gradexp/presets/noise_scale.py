@@ -19,19 +19,23 @@ from gradexp.presets.common import save, series
 
 
 def batch_size(run) -> int:
-    size = run.config["batch"]["size"]
-    return int(size) if size is not None else int(run.summary["n_train"])
+    """The samples an update sees: size × accumulate (the whole set for size null)."""
+    batch = run.config.get("batch") or {}
+    size = batch.get("size") or run.summary.get("n_train", 0)
+    return int(size) * int(batch.get("accumulate") or 1)
 
 
 def steps_to(run, target: float) -> float:
-    """The first evaluated step whose eval loss is at or below the target (inf: never)."""
+    """The first step after θ₀ whose eval loss is at or below the target (inf: never)."""
     steps, loss = series(run, "eval/loss")
-    hit = np.flatnonzero(np.asarray(loss, float) <= target)
+    hit = np.flatnonzero((np.asarray(loss, float) <= target) & (np.asarray(steps) >= 1))
     return float(steps[hit[0]]) if hit.size else math.inf
 
 
 def fit(sizes: np.ndarray, steps: np.ndarray) -> tuple[float, float]:
     """(S_min, B_crit) of S = S_min (1 + B_crit / B), relative least squares; nan if unfit."""
+    if len(sizes) < 2 or (steps <= 0).any():
+        return math.nan, math.nan
     a = np.stack([np.ones_like(sizes), 1 / sizes], 1) / steps[:, None]
     (s_min, e_min), *_ = np.linalg.lstsq(a, np.ones_like(steps), rcond=None)
     if s_min <= 0 or e_min <= 0:
@@ -47,14 +51,14 @@ def noise_scale(run, until: float) -> tuple[float, np.ndarray, np.ndarray]:
     return (float(values[keep].mean()) if keep.any() else math.nan), steps, values
 
 
-def best_per_size(runs, target: float) -> dict[int, tuple[float, float]]:
+def best_per_size(runs, target: float) -> dict[int, tuple[float, float | None]]:
     """{B: (steps to target, lr)} with each batch size's fastest run."""
     best: dict[int, tuple[float, float]] = {}
-    for run in runs:
+    for run in runs:  # ties go to the smaller lr, whatever order the runs load in
         b, s = batch_size(run), steps_to(run, target)
-        if b not in best or s < best[b][0]:
+        if b not in best or (s, run.lr) < best[b]:
             best[b] = (s, run.lr)
-    return dict(sorted(best.items()))
+    return {b: (s, lr if math.isfinite(s) else None) for b, (s, lr) in sorted(best.items())}
 
 
 def figure(best, s_min, b_crit, b_simple, probe, until) -> Figure:
@@ -91,7 +95,7 @@ def measure(runs, target: float) -> dict:
     steps = np.array([reached[int(b)][0] for b in sizes], float)
     s_min, b_crit = fit(sizes, steps) if len(sizes) >= 4 else (math.nan, math.nan)
     probed = [r for r in runs if "noise/noise_scale" in r.metrics]
-    fastest = min(probed, key=lambda r: steps_to(r, target), default=None)
+    fastest = min(probed, key=lambda r: (steps_to(r, target), r.lr), default=None)
     until = steps_to(fastest, target) if fastest is not None else math.inf
     probe = noise_scale(fastest, until) if math.isfinite(until) else None
     b_simple = probe[0] if probe is not None else math.nan
@@ -101,6 +105,7 @@ def measure(runs, target: float) -> dict:
 
 
 def verdict(runs, spec: dict, root) -> dict:
+    runs = [r for r in runs if r.config.get("batch")]  # a run dir without .hydra says nothing
     target, factor = float(spec.get("target", 0.13)), float(spec.get("factor", 3.0))
     factor = max(factor, 1 / factor)
     m = measure(runs, target)
@@ -113,6 +118,8 @@ def verdict(runs, spec: dict, root) -> dict:
         f"batch sizes) vs B_simple {m['b_simple']:.0f}: ratio {ratio:.2f}, allowed "
         f"1/{factor:g} … {factor:g}"
     )
+    if m["probe"] is None:
+        said += "; no run with the noise probe reached the target (B_simple unmeasured)"
     if m["sizes"] < 4:
         said += f"; only {m['sizes']} batch sizes reached the target (4 needed for the fit)"
     if edge:
