@@ -9,7 +9,8 @@ Each sweep is 32 jobs (Adam, 8 learning rates × 4 seeds, the digits MLP 64-128-
 is the median of the per-pair ratios. Peak memory is the process's maximum resident set (RSS),
 against one sequential job of the same sweep. The `mnist` sweep (not in the default set) is the
 same grid on MNIST-sized data: 784-256-256-10 on 60,000 synthetic samples, mini-batch 128, one
-epoch; positional overrides (`device=cuda`, `threads=2`) go to every job.
+epoch; `sharpness` (not in the default set either) adds the sharpness probe every 20 steps to a
+5-epoch mini-batch sweep. Positional overrides (`device=cuda`, `threads=2`) go to every job.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ SWEEPS = {
 MNIST = ["data=blobs", "data.n=70000", "data.features=784", "data.classes=10",
          "data.eval_fraction=0.142857", "model.hidden=[256,256]", "batch=minibatch",
          "batch.size=128", "epochs=1"]  # fmt: skip
-EVERY = {**SWEEPS, "mnist": MNIST}
+# The batched sharpness probe: mini-batch 64, λ_max by 20 power iterations every 20 steps.
+SHARPNESS = ["batch=minibatch", "epochs=5", "probes=[sharpness]", "probes.sharpness.every=20",
+             "probes.sharpness.tol=0"]  # fmt: skip
+EVERY = {**SWEEPS, "mnist": MNIST, "sharpness": SHARPNESS}
 COMMON = ["optimizer=adam", f"optimizer.lr={LRS}", "seed=range(4)", "progress=false"]
 
 

@@ -103,6 +103,9 @@ def train(
     at = replace(start) if start else Position()  # a resumed run starts at its checkpoint
     flushes = Flushes(history, plan, on_cpu=all(p.device.type == "cpu" for p in params))
     shown, reason = at.step, "epochs" if at.step < plan.max_steps else "max_steps"
+    if at.step == 0:  # step 0: the loss at θ₀ on the training set (f(θ₀)) and held out
+        start = {"train/loss": final()["final/train_loss"]} if final else {}
+        history.point(0, start | (evaluate() if evaluate else {}) | {"time": history.elapsed()})
     model.train()
     for epoch, i, micro in updates(batches, at, plan.epochs if reason == "epochs" else 0):
         at.step += 1

@@ -52,4 +52,4 @@ def test_option_composes_and_runs(tmp_path, csv_path, group, option):
     assert s["status"] == "ok", s.get("error")
     assert s["steps"] == 3 and math.isfinite(s["final"]["train/loss"])
     assert s["choices"][group] == option
-    assert [step for step, _ in scalars(tmp_path)["train/loss"]] == [1, 2, 3]
+    assert [step for step, _ in scalars(tmp_path)["train/loss"]] == [0, 1, 2, 3]  # 0: J(θ₀)

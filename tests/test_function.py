@@ -83,7 +83,8 @@ def test_default_function_run_logs_side_by_side_and_draws_the_path(run_dir):
         "optimizer.lr=0.1", "epochs=15", "log_every=1", F64,
     )  # fmt: skip
     assert summary["status"] == "ok" and summary["steps"] == 15
-    first = metrics(run_dir)[0]
+    start, first = metrics(run_dir)[:2]
+    assert start == {"step": 0, "time": start["time"], "train/loss": 8.0}  # f(θ₀), before a step
     assert first["step"] == 1 and first["function/value"] == 8.0
     for kind in ("autograd", "symbolic", "fd"):
         assert first[f"function/grad_{kind}/x"] == pytest.approx(4.0, abs=1e-8)

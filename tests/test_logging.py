@@ -57,8 +57,8 @@ def test_intervals_average_every_step_and_keep_the_spread(tmp_path):
         assert m["train/loss"] == pytest.approx(np.mean(window), rel=1e-12)
         assert (m["train/loss_min"], m["train/loss_max"]) == (min(window), max(window))
         assert m["grad/norm_max"] == max(grads[s] for s in range(m["step"] - 7, m["step"] + 1))
-    events = scalars(tmp_path / "every8")
-    assert [s for s, _ in events["train/loss"]] == [8, 16, 24, 32, 40]  # one point per interval
+    events = scalars(tmp_path / "every8")  # one point per interval, after the initial loss
+    assert [s for s, _ in events["train/loss"]] == [0, 8, 16, 24, 32, 40]
 
 
 def test_epoch_series_average_the_epoch_and_use_epochs_as_x(tmp_path):
@@ -189,3 +189,37 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path, batch):
 
     assert values("a", 0) == values("b", 0)
     assert values("c", 1) != values("a", 0)
+
+
+def test_step_0_holds_the_initial_losses_and_accuracy_computed_by_hand(run_dir):
+    overrides = ("max_steps=3", "log_every=1", "dtype=float64", "model.hidden=[16]")
+    run_experiment(run_dir, *overrides)
+    model, data = initial_model_and_batch(*overrides)
+
+    def by_hand(x, y):  # numpy: the ReLU MLP's forward, log-softmax, mean NLL, argmax
+        w1, b1, w2, b2 = (p.detach().numpy() for p in model.parameters())
+        z = np.maximum(x.numpy() @ w1.T + b1, 0) @ w2.T + b2
+        logp = z - z.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        return -logp[np.arange(len(y)), y.numpy()].mean(), (z.argmax(1) == y.numpy()).mean()
+
+    start = metrics(run_dir)[0]
+    train_loss, _ = by_hand(data.x_train, data.y_train)
+    eval_loss, eval_accuracy = by_hand(data.x_eval, data.y_eval)
+    assert start["step"] == 0 and set(start) == {"step", "time", "train/loss", "eval/loss",
+                                                 "eval/accuracy"}  # fmt: skip
+    assert start["train/loss"] == pytest.approx(train_loss, rel=1e-12)
+    assert start["eval/loss"] == pytest.approx(eval_loss, rel=1e-12)
+    assert start["eval/accuracy"] == pytest.approx(eval_accuracy, rel=1e-12)
+    events = scalars(run_dir)  # in TensorBoard too, at step 0 of the same tags
+    assert events["eval/loss"][0] == (0, pytest.approx(eval_loss, rel=1e-6))
+    assert events["train/loss"][0] == (0, pytest.approx(train_loss, rel=1e-6))
+
+
+def test_step_0_is_never_a_final_or_best_value(run_dir):
+    summary = run_experiment(
+        run_dir, "data=iris", "batch.size=4", "optimizer.lr=1e6", "log_every=1"
+    )  # diverges within the first epoch, before an eval
+    assert summary["status"] == "diverged" and metrics(run_dir)[0]["step"] == 0
+    assert "eval/loss" in metrics(run_dir)[0] and "eval/loss" not in summary["final"]
+    assert "eval/loss" not in summary["best"]

@@ -64,8 +64,10 @@ def test_update_rule_matches_hand_written_descent(run_dir, optimizer, momentum, 
         f"l2={l2}",
     )
     losses, norms, theta = hand_descent(lr, steps, momentum, l2)
-    logged_loss = np.array([v for _, v in series(run_dir, "train/loss")])
+    (first, at_start), *per_step = series(run_dir, "train/loss")
+    logged_loss = np.array([v for _, v in per_step])
     logged_norm = np.array([v for _, v in series(run_dir, "grad/norm")])
+    assert first == 0 and at_start == pytest.approx(losses[0], rel=1e-12)  # J(θ₀), at step 0
     np.testing.assert_allclose(logged_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(logged_norm, norms, rtol=1e-12)
     state = torch.load(run_dir / "model.pt", weights_only=True)

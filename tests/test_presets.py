@@ -65,7 +65,8 @@ def test_derivatives_match_the_hand_table_and_a_wrong_number_is_caught(here):
         assert table[key]["fd"] == pytest.approx(want, rel=1e-9, abs=1e-9)
     file = runs[3].dir / "metrics.jsonl"  # the bowl: make its finite difference wrong
     rows = [json.loads(x) for x in file.read_text().splitlines()]
-    rows[0]["function/grad_fd/x"] = 4.1
+    assert rows[0]["step"] == 0 and "function/grad_fd/x" in rows[1]  # step 0: f(θ₀) alone
+    rows[1]["function/grad_fd/x"] = 4.1
     file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = {"name": "derivatives", "claim": "c", "tolerance": 1e-6}
     assert judge(runs.dir, spec)["reproduced"] is False

@@ -107,9 +107,9 @@ def test_loss_band_is_the_mean_over_seeds(sweep):
     np.testing.assert_allclose(mean, np.mean(per_seed, 0), rtol=1e-12)
     np.testing.assert_allclose(low, np.min(per_seed, 0), rtol=1e-12)
     np.testing.assert_allclose(high, np.max(per_seed, 0), rtol=1e-12)
-    assert list(xs) == [2, 4, 6]  # log_every=2 over 6 full-batch steps
+    assert list(xs) == [0, 2, 4, 6]  # the initial loss, then log_every=2 over 6 full-batch steps
     xs_epoch = figures.band(config, "train/loss", "epoch")[0]
-    np.testing.assert_allclose(xs_epoch, [2, 4, 6])  # full batch: one step per epoch
+    np.testing.assert_allclose(xs_epoch, [0, 2, 4, 6])  # full batch: one step per epoch
 
 
 def test_figures_axes_and_lines(sweep):
@@ -124,6 +124,14 @@ def test_figures_axes_and_lines(sweep):
         assert len(train.get_lines()) == len(plotted)
         assert train.get_yscale() == "log"
         assert fig.legends and len(fig.legends[0].get_texts()) == len(plotted)
+        for line in train.get_lines():  # every curve starts at step 0 (0 epochs, 0 examples)
+            assert line.get_xdata()[0] == 0
+    starts = sorted(  # the initial loss J(θ₀), read from metrics.jsonl: the mean over seeds
+        np.mean([metrics(r.path)[0]["train/loss"] for r in c.runs if r.points]) for c in plotted
+    )
+    drawn = figures.loss_figure(configs, "step").axes[0].get_lines()
+    assert sorted(line.get_ydata()[0] for line in drawn) == pytest.approx(starts, rel=1e-12)
+    assert all(metrics(r.path)[0]["step"] == 0 for c in plotted for r in c.runs if r.points)
     grad = figures.grad_norm_figure(configs)
     assert grad.axes[0].get_title() == "grad/norm" and len(grad.axes[0].get_lines()) == len(plotted)
     lr = sensitivity.lr_figure(configs)
@@ -203,3 +211,18 @@ def test_one_pathological_member_does_not_flatten_the_noise_axes():
     low, high = fig.axes[0].get_ylim()
     assert high < 1e3 and low > 1  # the calm members fill the panel
     assert max(max(ln.get_ydata()) for ln in fig.axes[0].get_lines()) == 1e12  # still drawn
+
+
+def test_a_step_axis_from_0_is_symlog_and_keeps_step_0_in_view():
+    from matplotlib.figure import Figure
+
+    from gradexp.study.plot import scale
+
+    for xs, want in (([0, 1, 10, 1000], "symlog"), ([1, 10, 1000], "log"), ([0, 5, 10], "linear")):
+        ax = Figure().subplots()
+        ax.plot(xs, [1.0] * len(xs))
+        scale(ax, "x")
+        assert ax.get_xscale() == want, xs
+        if want == "symlog":
+            ax.figure.canvas.draw()
+            assert ax.get_xlim()[0] == 0 < ax.get_xlim()[1]

@@ -12,6 +12,9 @@ import pytest
 import torch
 from conftest import make_cfg, metrics, run_experiment
 
+import gradexp.vector.stack as vector_stack
+from gradexp.build import build
+from gradexp.vector.members import stack
 from gradexp.vector.run import Job, run_group
 
 IRIS = ["data=iris", "model.hidden=[8]", "progress=false"]
@@ -177,3 +180,17 @@ def test_a_bad_tqdm_variable_fails_the_group_in_one_line_before_it_trains(tmp_pa
     assert [s["stop_reason"] for s in summaries] == ["config_error"] * 2
     assert summaries[0]["error"].startswith("environment=TQDM_MININTERVAL='abc': tqdm cannot")
     assert not (tmp_path / "member0" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize(("mode", "batch"), [("full_accumulate", 40), ("stochastic", 1)])
+def test_members_trained_in_cache_sized_chunks_equal_their_runs(tmp_path, monkeypatch, mode,
+                                                                 batch):  # fmt: skip
+    """On the CPU a batch too wide for the cache is trained a few members at a time: here two
+    (a cache of two members' widest activations: batch × 8 wide × 8 bytes), and each member of
+    a chunk is still its own sequential run (also with per-member data orders, stochastic)."""
+    monkeypatch.setattr(vector_stack, "CACHE_BYTES", 2 * batch * 8 * 8)
+    common = [*IRIS, *MODES[mode], "optimizer=adam", "dtype=float64", "l2=0.001"]
+    own = [*MEMBERS["adam"], ["optimizer.lr=0.02"]]
+    exps = [build(j.cfg, j.choices) for j in jobs(tmp_path / "probe", common, own, (0, 1, 2))]
+    assert [p[1].members for p in vector_stack.chunks(stack(exps, [0, 1, 2]), batch)] == [2, 1]
+    compare(tmp_path, common, own, rel=1e-10, seeds=(0, 1, 2))

@@ -55,6 +55,7 @@ def figure(runs: dict, best: tuple[float, float], root) -> str:
         per_epoch.semilogy(*series_of(run.epoch_metrics, "epoch/train_loss"), "o-", label=name)
         at, seen = series(run, "train/examples")
         steps, loss = series(run, "eval/loss")
+        steps, loss = steps[steps > 0], loss[steps > 0]  # a log axis of examples has no 0
         x = np.interp(steps, at, seen) if len(at) else steps
         per_example.loglog(x, loss, ".-", label=name)
     for ax, x, y, b in ((per_epoch, "epoch", "training loss (epoch mean)", best[0]),

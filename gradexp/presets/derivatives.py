@@ -25,7 +25,7 @@ BY_HAND = {
 
 def row(run) -> dict:
     model = run.config["model"]
-    first = run.points[0] if run.points else {}
+    first = next((p for p in run.points if p["step"] >= 1), {})  # step 0: the initial loss
     # the expression's own variables (a start merged over the default may name more)
     point = {k: float(v) for k, v in model["start"].items()
              if f"function/grad_autograd/{k}" in first}  # fmt: skip

@@ -89,7 +89,8 @@ class History:
         for step in sorted(by_step):
             values = by_step[step]
             elapsed = values.pop("time", self.elapsed())
-            self._remember(values)
+            if step > 0:  # step 0 (the initial losses) is logged, never a final or best value
+                self._remember(values)
             self.sink.write(step, values, elapsed)
             while epoch_points and epoch_points[0][0] == step:
                 _, epoch, extra, mean = epoch_points.pop(0)

@@ -4,12 +4,14 @@ its matplotlib Figure (no pyplot state, no display), so tests can read the axes 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from gradexp.study.configs import Config
+from gradexp.study.paths import paths_figure
 from gradexp.study.plot import colours, labels, legend, scale
 from gradexp.study.runs import Run
 from gradexp.study.sensitivity import lr_figure
@@ -126,7 +128,7 @@ def series_figure(configs, panels: list[tuple[str, str]], x: str, title: str) ->
 
 
 def loss_figure(configs: list[Config], x: str = "step") -> Figure:
-    panels = [("train/loss", "training loss (mean over the logged interval)")]
+    panels = [("train/loss", "training loss (interval mean; step 0: at θ₀)")]
     if any("eval/loss" in p for c in configs for r in c.runs for p in r.points):
         panels.append(("eval/loss", "held-out loss"))
     return series_figure(configs, panels, x, f"Loss against {X_LABELS[x]}")
@@ -170,6 +172,13 @@ def write_all(configs: list[Config], out: Path) -> list[Path]:
     figs["lr_sensitivity"] = lr_figure(configs, name or "train_loss")
     for group, tags in tag_groups(configs).items():
         figs[f"tags_{group}"] = group_figure(configs, group, tags)
+    try:  # a sweep of one model=function's runs on one contour; never the report's end
+        paths = paths_figure(configs)
+    except Exception as e:
+        paths = None
+        print(f"gradexp.report: paths.png not drawn: {type(e).__name__}: {e}", file=sys.stderr)
+    if paths is not None:
+        figs["paths"] = paths
     written = []
     for name, fig in figs.items():
         fig.savefig(out / f"{name}.png", dpi=110)

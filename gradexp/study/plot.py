@@ -25,11 +25,17 @@ def colours(n: int) -> list:
 
 
 def scale(ax, axis: str) -> None:
-    """Log scale for positive data spanning more than a decade and a half; linear otherwise."""
+    """Log scale for positive data spanning more than a decade and a half; linear otherwise.
+    Steps start at 0 (the initial loss): x then goes linear up to its first positive value
+    and logarithmic beyond (symlog), so step 0 stays on the axis."""
     data = [line.get_ydata() if axis == "y" else line.get_xdata() for line in ax.get_lines()]
     v = np.concatenate([np.asarray(d, float) for d in data]) if data else np.array([])
     v = v[np.isfinite(v)]
-    if len(v) and v.min() > 0 and v.max() / v.min() > 30:
+    positive = v[v > 0]
+    if axis == "x" and len(positive) and v.min() == 0 and positive.max() / positive.min() > 30:
+        ax.set_xscale("symlog", linthresh=positive.min(), linscale=0.5)
+        ax.set_xlim(left=0)  # no negative decades in the margin
+    elif len(v) and v.min() > 0 and v.max() / v.min() > 30:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 

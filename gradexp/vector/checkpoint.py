@@ -41,7 +41,8 @@ class GroupCheckpointer:
                 "optimizer": {"vector": g.optimizer.member(k)}, "scheduler": None,
                 "rng": rng_state(order_of(g, k)), "history": history.state(),
                 "logs": logger.sizes(), "tags": sorted(logger.tags), "config": exp.config,
-                "probes": [], "vector": {"alive": alive[k], "examples": g.examples[k]},
+                "probes": [p.member_state(k) for p in g.probes],
+                "vector": {"alive": alive[k], "examples": g.examples[k]},
             }  # fmt: skip
             write(Path(job.run_dir) / FOLDER, position.step, state)
 
@@ -64,6 +65,8 @@ def restore(group, saved: list[dict], histories) -> Position:
         set_rng_state(state["rng"], order_of(group, k),
                       mid_epoch=0 < position.batch < per_epoch)  # fmt: skip
         history.load_state(state["history"])
+        for probe, probe_state in zip(group.probes, state.get("probes", [])):
+            probe.load_member(k, probe_state)
         group.alive[k, 0] = bool(state["vector"]["alive"])
         group.examples[k] = state["vector"]["examples"]
     return position

@@ -13,6 +13,8 @@ from gradexp.errors import ConfigError
 from gradexp.runtime import available_bytes
 from gradexp.vector.batches import VectorBatches
 from gradexp.vector.optim import VectorOptimizer, kind_of
+from gradexp.vector.probes import StackedSharpness, thresholds
+from gradexp.vector.probes import why_not as probes_why_not
 from gradexp.vector.stack import Stack, why_not
 from gradexp.vector.train import Group
 
@@ -21,9 +23,9 @@ def unsupported(exp: Experiment, cfg: DictConfig) -> str | None:
     """Why this run cannot be a group's member (None: it can)."""
     if exp.is_function:
         return "model=function compares its gradients (and draws its path) one point at a time"
-    if exp.probes:
+    if exp.probes and (why := probes_why_not(exp.probes)):
         names = ", ".join(cfg.get("probes") or {})
-        return f"probes=[{names}] run on one model at a time"
+        return f"probes=[{names}]: {why}"
     if kind_of(exp.optimizer) is None:
         return f"the optimizer {type(exp.optimizer).__name__} has no batched update here"
     return why_not(exp.model, exp.loss_fn)
@@ -71,19 +73,27 @@ def stack(exps: list[Experiment], seeds: list[int]) -> Group:
         lrs=lr_table(exps), l2=l2, held_out=held_out,
         train_set=(base.batches.x, base.batches.y, labels),
         alive=torch.ones(k, 1, dtype=torch.bool, device=base.knobs.device), examples=[None] * k,
+        widest=max((max(m.in_features, m.out_features) for m in base.model.modules()
+                    if isinstance(m, torch.nn.Linear)), default=0),
+        probes=[StackedSharpness(p, thresholds([e.optimizer for e in exps]), k, base.knobs.device)
+                for p in base.probes],
     )  # fmt: skip
 
 
 def fitting(exp: Experiment) -> int:
     """How many members fit in half the memory free on the run's device: parameters,
     gradients and two optimizer moments, the widest activations of a batch (forward and
-    backward) and of an evaluation chunk."""
+    backward), of an evaluation chunk and of the sharpness probe's batch (its graph of
+    gradients kept for the Hessian-vector products)."""
     size = torch.finfo(exp.knobs.dtype).bits // 8
     params = sum(p.numel() for p in exp.model.parameters())
     widths = [p.shape[0] for n, p in exp.model.named_parameters() if n.endswith("weight")] or [1]
     batch = exp.batches.size * exp.batches.accumulate
     rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
     per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
+    for probe in exp.probes:  # the sharpness probe's double backward keeps ~3× its activations
+        probed = {"current": batch, None: exp.data.n_train}.get(probe.batch, probe.batch)
+        per_member += size * 6 * int(probed) * sum(widths)
     budget = available_bytes(exp.knobs.device) // 2
     if per_member > budget:
         raise ConfigError("hydra.launcher.max_members", "null", f"one member needs "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from itertools import pairwise
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
@@ -112,3 +113,26 @@ def losses(loss_fn: nn.Module, out: Tensor, target: Tensor) -> Tensor:
                                    reduction="none")  # fmt: skip
         return each.view(k, b).mean(1)
     raise TypeError(f"no batched form of {type(loss_fn).__name__}")
+
+
+CACHE_BYTES = 6 * 2**20  # the widest activations of a chunk of members stay about this small
+
+
+def chunks(g, batch: int):
+    """The members in pieces whose widest activations fit the cache (on the CPU: a full batch
+    of K members overflows it and each layer then runs from memory, ~1.5× slower): (rows,
+    stand-in stack) pairs; one piece, the stack itself, where everything fits or on a GPU."""
+    k, stack = g.stack.members, g.stack
+    per_member = batch * g.widest * stack.flat.element_size()
+    size = max(1, CACHE_BYTES // max(per_member, 1))
+    if stack.flat.device.type != "cpu" or size >= k:
+        return [(None, stack)]
+    return [(slice(a, a + size),
+             SimpleNamespace(params={n: p[a : a + size] for n, p in stack.params.items()},
+                             members=min(size, k - a)))
+            for a in range(0, k, size)]  # fmt: skip
+
+
+def pick(t: Tensor, rows: slice | None) -> Tensor:
+    """The chunk's rows of a per-member tensor ([K, …]); a tensor shared by all ([1, …]) whole."""
+    return t if rows is None or t.shape[0] == 1 else t[rows]

@@ -7,7 +7,7 @@ the group ends when every member has."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from gradexp.durable.checkpoint import Position
 from gradexp.record.stops import blown_parameters
 from gradexp.train import Outcome, Plan, interrupted, show, updates
 from gradexp.vector.record import GroupRecord
-from gradexp.vector.stack import forward, losses
+from gradexp.vector.stack import chunks, forward, losses, pick
 
 
 @dataclass
@@ -35,6 +35,8 @@ class Group:
     train_set: tuple  # (x, target, labels) of the training split, for final/*
     alive: Tensor  # [K, 1] bool: members still being trained
     examples: list  # per member: examples seen when it was frozen by its History (or None)
+    probes: list = field(default_factory=list)  # gradexp.vector.probes: measured on the stack
+    widest: int = 0  # the widest layer's width (inputs included): what a member's batch occupies
 
 
 def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -43,10 +45,13 @@ def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | N
     n = sum(x.shape[1] for x, _ in micro)
     loss = 0.0
     for x, y in micro:
-        part = losses(g.loss_fn, forward(g.model, g.stack, x), y)
-        part = part if len(micro) == 1 else part * (x.shape[1] / n)
-        torch.where(alive[:, 0], part, 0).sum().backward()
-        loss = loss + part.detach()
+        parts = []
+        for rows, members in chunks(g, x.shape[1]):
+            part = losses(g.loss_fn, forward(g.model, members, pick(x, rows)), pick(y, rows))
+            part = part if len(micro) == 1 else part * (x.shape[1] / n)
+            torch.where(pick(alive, rows)[:, 0], part, 0).sum().backward()
+            parts.append(part.detach())
+        loss = loss + (parts[0] if len(parts) == 1 else torch.cat(parts))
     penalty = None
     if g.l2 is not None:
         penalty = g.l2 * sum(p.square().flatten(1).sum(1) for p in g.stack.params.values())
@@ -62,6 +67,10 @@ def train_group(g: Group, record: GroupRecord, plan: Plan, *, progress=None, che
     lrs = torch.as_tensor(g.lrs, dtype=torch.float64, device=g.stack.flat.device)
     flushes = GroupFlushes(g, record, plan, on_cpu=g.stack.flat.device.type == "cpu")
     shown, reason = at.step, "epochs" if at.step < plan.max_steps else "max_steps"
+    if at.step == 0:  # step 0, as gradexp.train.train logs it: where each member's curves start
+        held_out = measure(g, g.held_out, "eval") if g.held_out is not None else {}
+        record.point(0, {"train/loss": measure(g, g.train_set, "x")["x/loss"], **held_out,
+                         "time": record.elapsed()})  # fmt: skip
     for epoch, i, micro in updates(g.batches, at, plan.epochs if reason == "epochs" else 0):
         at.step += 1
         step = at.step
@@ -74,6 +83,10 @@ def train_group(g: Group, record: GroupRecord, plan: Plan, *, progress=None, che
             *([penalty] if penalty is not None else []),
             *g.stack.layer_norms(g.stack.grad),
         ]
+        measured = {}
+        for probe in g.probes:  # before the step, at θ_t, as gradexp.train.measure
+            if probe.due(step):
+                measured |= probe(g, micro, g.lrs[step - 1])  # host float64 lrs: no sync
         before = g.stack.flat.clone() if logged else None
         g.optimizer.step(g.stack.flat, g.stack.grad, lrs[step - 1, :, None], g.alive)
         # A non-finite row freezes its member from here: this step is taken as its own run
@@ -82,6 +95,8 @@ def train_group(g: Group, record: GroupRecord, plan: Plan, *, progress=None, che
         at.epoch, at.batch = epoch, i
         at.examples += sum(x.shape[1] for x, _ in micro)
         record.record(step, g.lrs[step - 1], row)
+        if measured:
+            record.point(step, measured)
         evaluations(g, record, plan, at, epoch_end=i == per_epoch)
         if logged:
             epochs = epoch - 1 + i / per_epoch
