@@ -209,7 +209,11 @@ check_jobs() {
         got=$(sacct -a -X -n -P -o JobID,JobName,State | sort -t_ -k2 -n |
             awk -F'|' -v id="$id" '$1 ~ "^"id"_" && $2 == "gradexp" {sub(/ by .*/, "", $3); print $3}' |
             xargs)
-        [[ "$got" =~ RUNNING|PENDING|COMPLETING ]] || break
+        # done once no task is running and every task's record has reached slurmdbd (it gets
+        # them asynchronously: a task finished a moment ago can be missing from sacct)
+        if ! [[ "$got" =~ RUNNING|PENDING|COMPLETING ]] && [ "$(wc -w <<<"$got")" -ge "$(wc -w <<<"$want")" ]; then
+            break
+        fi
         sleep 0.2
     done
     [ "$got" = "$want" ] || fail "sacct states for $dir: '$got', expected '$want'" /dev/null
