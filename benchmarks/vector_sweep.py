@@ -10,7 +10,8 @@ is the median of the per-pair ratios. Peak memory is the process's maximum resid
 against one sequential job of the same sweep. The `mnist` sweep (not in the default set) is the
 same grid on MNIST-sized data: 784-256-256-10 on 60,000 synthetic samples, mini-batch 128, one
 epoch; `sharpness` (not in the default set either) adds the sharpness probe every 20 steps to a
-5-epoch mini-batch sweep. Positional overrides (`device=cuda`, `threads=2`) go to every job.
+5-epoch mini-batch sweep, and `noise` the noise probe every 5 steps to one. Positional
+overrides (`device=cuda`, `threads=2`) go to every job.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ MNIST = ["data=blobs", "data.n=70000", "data.features=784", "data.classes=10",
 # The batched sharpness probe: mini-batch 64, λ_max by 20 power iterations every 20 steps.
 SHARPNESS = ["batch=minibatch", "epochs=5", "probes=[sharpness]", "probes.sharpness.every=20",
              "probes.sharpness.tol=0"]  # fmt: skip
-EVERY = {**SWEEPS, "mnist": MNIST, "sharpness": SHARPNESS}
+# The batched noise probe: per-sample gradient norms every 5 steps, G every 10th of those.
+NOISE = ["batch=minibatch", "epochs=5", "probes=[noise]", "probes.noise.every=5"]
+EVERY = {**SWEEPS, "mnist": MNIST, "sharpness": SHARPNESS, "noise": NOISE}
 COMMON = ["optimizer=adam", f"optimizer.lr={LRS}", "seed=range(4)", "progress=false"]
 
 

@@ -135,6 +135,9 @@ def test_max_members_splits_groups_and_bad_launcher_input_is_one_line(tmp_path):
     sizes = sorted(json.loads(d.joinpath("summary.json").read_text())["vectorized"]["members"]
                    for d in jobs_of(tmp_path / "split").values())  # fmt: skip
     assert sizes == [1, 2, 2]
+    said = [x for x in out.stderr.splitlines() if "trained as one batched model" in x]
+    assert said == ["gradexp: 2 jobs trained as one batched model (jobs 1, 2)",
+                    "gradexp: 1 job trained as one batched model (job 3)"]  # fmt: skip
     cases = [
         (["hydra.launcher.max_members=0"], "hydra.launcher.max_members=0: must be an integer ≥ 1"),
         (["hydra.launcher.maxmembers=4"], "hydra.launcher.maxmembers=4: no such key; did you "

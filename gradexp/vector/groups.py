@@ -64,6 +64,7 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
             done = run_group(jobs, max_members=launcher.max_members)
             for i, m, summary in zip(idxs, group, done):
                 returns[i] = job_return(m, summary)
+            say_groups(group, jobs)
             finished += len(idxs)
             left = total - first_idx - finished if total else 0
             eta = (time.time() - started) / finished * left
@@ -79,6 +80,22 @@ def run_groups(launcher, job_overrides: list, first_idx: int) -> list:
     # the sweeper's logging back (its closing lines: Optuna's best trial)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return returns
+
+
+def say_groups(group: list, jobs: list) -> None:
+    """One console line per batched model, before its jobs' lines (a group split by memory
+    or by L2 trains as several): which jobs trained together."""
+    models: dict[int, list[int]] = {}
+    for m, job in zip(group, jobs):
+        if job.model is not None:
+            models.setdefault(job.model, []).append(m.idx + 1)
+    for numbers in models.values():
+        which = ", ".join(map(str, numbers[:6])) + (", …" if len(numbers) > 6 else "")
+        if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+            which = f"{numbers[0]}–{numbers[-1]}"
+        print(f"gradexp: {len(numbers)} job{'s' if len(numbers) > 1 else ''} trained as one "
+              f"batched model (job{'s' if len(numbers) > 1 else ''} {which})",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def submitted(launcher, prepared: list, returns: list) -> None:

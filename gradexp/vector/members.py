@@ -10,8 +10,10 @@ from omegaconf import DictConfig
 
 from gradexp.build import Experiment, build, build_member
 from gradexp.errors import ConfigError
+from gradexp.probes.noise import Noise
 from gradexp.runtime import available_bytes
 from gradexp.vector.batches import VectorBatches
+from gradexp.vector.noise import StackedNoise
 from gradexp.vector.optim import VectorOptimizer, kind_of
 from gradexp.vector.probes import StackedSharpness, thresholds
 from gradexp.vector.probes import why_not as probes_why_not
@@ -52,8 +54,17 @@ def lr_table(exps: list[Experiment]) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def stack(exps: list[Experiment], seeds: list[int]) -> Group:
-    """The group the loop trains."""
+def stacked(probe, exps: list[Experiment]):
+    """The group's form of one of member 0's probes (vector.probes.why_not has let it in)."""
+    if isinstance(probe, Noise):
+        return StackedNoise(probe, len(exps), exps[0].knobs.device)
+    betas = thresholds([e.optimizer for e in exps])
+    return StackedSharpness(probe, betas, len(exps), exps[0].knobs.device)
+
+
+def stack(exps: list[Experiment], seeds: list[int], probes: list | None = None) -> Group:
+    """The group the loop trains, with `probes` (default: exps[0]'s): a sweep's first job is the
+    one built with them (build_member builds none), and a later piece has other members."""
     base = exps[0]
     model_stack = Stack([e.model for e in exps])
     data, dtype = base.data, base.knobs.dtype
@@ -75,16 +86,15 @@ def stack(exps: list[Experiment], seeds: list[int]) -> Group:
         alive=torch.ones(k, 1, dtype=torch.bool, device=base.knobs.device), examples=[None] * k,
         widest=max((max(m.in_features, m.out_features) for m in base.model.modules()
                     if isinstance(m, torch.nn.Linear)), default=0),
-        probes=[StackedSharpness(p, thresholds([e.optimizer for e in exps]), k, base.knobs.device)
-                for p in base.probes],
+        probes=[stacked(p, exps) for p in (base.probes if probes is None else probes)],
     )  # fmt: skip
 
 
 def fitting(exp: Experiment) -> int:
     """How many members fit in half the memory free on the run's device: parameters,
     gradients and two optimizer moments, the widest activations of a batch (forward and
-    backward), of an evaluation chunk and of the sharpness probe's batch (its graph of
-    gradients kept for the Hessian-vector products)."""
+    backward), of an evaluation chunk, of the noise probe's batch (and G), and of the
+    sharpness probe's batch (its graph of gradients kept for the Hessian-vector products)."""
     size = torch.finfo(exp.knobs.dtype).bits // 8
     params = sum(p.numel() for p in exp.model.parameters())
     widths = [p.shape[0] for n, p in exp.model.named_parameters() if n.endswith("weight")] or [1]
@@ -92,6 +102,9 @@ def fitting(exp: Experiment) -> int:
     rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
     per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
     for probe in exp.probes:  # the sharpness probe's double backward keeps ~3× its activations
+        if isinstance(probe, Noise):  # a and δ of the batch, G and the batch's mean gradient
+            per_member += size * (4 * batch * sum(widths) + 2 * params)
+            continue
         probed = {"current": batch, None: exp.data.n_train}.get(probe.batch, probe.batch)
         per_member += size * 6 * int(probed) * sum(widths)
     budget = available_bytes(exp.knobs.device) // 2

@@ -1,4 +1,5 @@
-"""Probes a group measures as one: the sharpness of every member at once. The Hessian of
+"""Probes a group measures as one: the sharpness of every member at once (the gradient noise:
+gradexp.vector.noise). The Hessian of
 Σ_k J_k(θ_k) is block-diagonal over the members, so one double backward through the batched
 forward gives every member's own Hessian-vector product H_k v_k; power iteration then runs
 row by row, each member stopping at the product its sequential run stops at."""
@@ -10,12 +11,15 @@ import torch
 from torch import Tensor
 
 from gradexp.probes.curvature import Sharpness
+from gradexp.probes.noise import Noise
 from gradexp.vector.stack import forward, losses
 
 
 def why_not(probes: list) -> str | None:
     """Why these probes cannot be measured on the stack (None: they can)."""
     for probe in probes:
+        if isinstance(probe, Noise):
+            continue
         if not isinstance(probe, Sharpness):
             return f"{type(probe).__name__} is measured on one model at a time"
         if probe.method != "power":

@@ -47,6 +47,7 @@ class Job:
     summary: dict | None = field(default=None)
     saved: dict | None = field(default=None)  # the checkpoint it resumes from
     config_yaml: str | None = field(default=None)  # cfg as YAML, when the launcher has it
+    model: int | None = field(default=None)  # which batched model of the group trained it
 
 
 def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
@@ -83,7 +84,7 @@ def run_group(jobs: list[Job], dir_key: str = "hydra.sweep.dir",
                     for job in part[0]:
                         job.summary = not_started(job, interrupt)
                     continue
-                train(*part, started, interrupt, dir_key)
+                train(*part, started, interrupt, dir_key, probes=exps[0].probes)
     return [job.summary for job in jobs]
 
 
@@ -142,11 +143,13 @@ def not_started(job: Job, interrupt: StopSignals) -> dict:
 
 
 def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
-          dir_key: str) -> None:  # fmt: skip
+          dir_key: str, probes: list | None = None) -> None:  # fmt: skip
     """Stack, restore (resume=true), train, and write each member's files and summary."""
     loggers, record = [], None
+    for job in jobs:
+        job.model = id(jobs)
     try:
-        group = stack(exps, [job.cfg.seed for job in jobs])
+        group = stack(exps, [job.cfg.seed for job in jobs], probes)
         histories = [e.history(sink=None) for e in exps]
         start = restore(group, [j.saved for j in jobs], histories) if jobs[0].saved else None
         texts = [j.config_yaml or OmegaConf.to_yaml(j.cfg) for j in jobs]
@@ -160,7 +163,8 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
             with member_log(job.run_dir, quiet=True):
                 log.info("%s · member %d of %d trained as one model", exp.title, k + 1,
                          len(jobs))  # fmt: skip
-        log.info("%s · %d members as one model%s", exps[0].title, len(exps),
+        log.info("%s · %d member%s as one model%s", exps[0].title, len(exps),
+                 "s" if len(exps) > 1 else "",
                  f", resumed at step {start.step}" if start else "")  # fmt: skip
         saver = GroupCheckpointer(jobs[0].cfg.checkpoint_every, group, jobs, exps, histories,
                                   loggers)  # fmt: skip

@@ -4,6 +4,7 @@ member's loss. What cannot be batched says why (the group then runs one job afte
 
 from __future__ import annotations
 
+import sys
 import warnings
 from itertools import pairwise
 from types import SimpleNamespace
@@ -12,7 +13,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gradexp.function import FunctionModel, ObjectiveLoss, evaluate
 from gradexp.losses import CrossEntropyLoss, HingeLoss, MSELoss
 
 # The views' gradients are views too, and autograd accumulates into them in place; it warns that
@@ -21,9 +21,17 @@ warnings.filterwarnings("ignore", message="grad and param do not obey the gradie
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.LeakyReLU, nn.ELU, nn.SiLU)
 
 
+def function(obj, name: str = "FunctionModel") -> bool:
+    """Whether obj is gradexp.function's `name` (FunctionModel, ObjectiveLoss). That module
+    is imported only where a model=function run built one: importing it here would load sympy
+    (0.3 s of every vectorised sweep's start-up) for the MLPs that never use it."""
+    module = sys.modules.get("gradexp.function")
+    return module is not None and isinstance(obj, getattr(module, name))
+
+
 def why_not(model: nn.Module, loss_fn: nn.Module) -> str | None:
     """Why this model or loss cannot be trained as a stack (None: it can)."""
-    if isinstance(model, FunctionModel):
+    if function(model):
         return None
     if not isinstance(model, nn.Sequential):
         return f"the model {type(model).__name__} is not an nn.Sequential of Linear layers"
@@ -80,9 +88,9 @@ class Stack:
 def forward(model: nn.Module, stack: Stack, x: Tensor) -> Tensor:
     """Every member's output: x is [K, B, d] (or [1, B, d], one batch for all); [K, B, out].
     For model=function, f at each member's point: [K]."""
-    if isinstance(model, FunctionModel):
+    if function(model):
         point = {s: stack.params[s.name] for s in model.symbols}
-        return evaluate(model.expression, point)
+        return sys.modules["gradexp.function"].evaluate(model.expression, point)
     h = x
     for name, layer in model.named_children():
         if not isinstance(layer, nn.Linear):
@@ -99,7 +107,7 @@ def forward(model: nn.Module, stack: Stack, x: Tensor) -> Tensor:
 
 def losses(loss_fn: nn.Module, out: Tensor, target: Tensor) -> Tensor:
     """Each member's mean loss, [K], as loss_fn would compute it on that member alone."""
-    if isinstance(loss_fn, ObjectiveLoss):
+    if function(loss_fn, "ObjectiveLoss"):
         return out
     k, b = out.shape[0], out.shape[1]
     if isinstance(loss_fn, MSELoss):
