@@ -147,7 +147,7 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
     """Stack, restore (resume=true), train, and write each member's files and summary."""
     loggers, record = [], None
     for job in jobs:
-        job.model = id(jobs)
+        job.model = id(jobs[0])  # the piece's first Job lives as long as the sweep: a unique key
     try:
         group = stack(exps, [job.cfg.seed for job in jobs], probes)
         histories = [e.history(sink=None) for e in exps]
