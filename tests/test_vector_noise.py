@@ -16,6 +16,7 @@ from conftest import make_cfg, metrics
 from test_vector import IRIS, compare, jobs
 from test_vector_resume import MEMBERS, assert_same_members, fault_at, group, sigterm
 
+import gradexp.vector.noise
 from gradexp.build import build
 from gradexp.vector.members import members, stack
 from gradexp.vector.noise import StackedNoise, sample_norms
@@ -136,3 +137,22 @@ def test_stacked_norms_equal_a_hand_loop_over_each_members_samples():
         rows = torch.stack(rows)
         torch.testing.assert_close(sq[k], rows.square().sum(1), rtol=1e-12, atol=0)
         torch.testing.assert_close(mean[k], rows.mean(0), rtol=1e-12, atol=1e-15)
+
+
+def test_the_full_gradient_in_chunks_of_rows_is_the_whole_sets(monkeypatch):
+    """G over 120 rows in chunks of 7 (each weighted by its share, λ‖θ‖² once) equals each
+    member's own gradient of the whole-set objective by autograd on its own model."""
+    cfgs = [make_cfg(*IRIS, *NOISE, f"seed={s}", f"l2={lam}") for s, lam in ((0, 0.01), (1, 0.1))]
+    exps = members([c for c, _ in cfgs], cfgs[0][1])
+    g = stack(exps, [0, 1])
+    monkeypatch.setattr(gradexp.vector.noise, "ROWS_ELEMENTS", 2 * g.widest * 7)
+    x, y = exps[0].batches.x, exps[0].batches.y
+    chunked = gradexp.vector.noise.full_gradient(g, x, y)
+    for k, exp in enumerate(exps):
+        model = build(cfgs[k][0], cfgs[k][1]).model
+        loss = exp.loss_fn(model(x), y) + exp.knobs.l2 * sum(p.square().sum() for p in
+                                                            model.parameters())  # fmt: skip
+        want = torch.cat(
+            [gr.flatten() for gr in torch.autograd.grad(loss, list(model.parameters()))]
+        )
+        torch.testing.assert_close(chunked[k], want, rtol=1e-12, atol=1e-15)

@@ -7,35 +7,20 @@ full-batch gradient G by one more backward over the training set, and the run's 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import vmap
 
 from gradexp.probes.noise import Noise, noise_stats
-from gradexp.vector.stack import losses
+from gradexp.vector.stack import forward, losses
 
 ROWS_ELEMENTS = 2**25  # the full-batch gradient's activations: members × rows × width per chunk
-
-
-def layer_outputs(g, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor, Tensor]]]:
-    """The stack's forward pass keeping each nn.Linear's input a ([K, n, in]) and output z
-    ([K, n, out]): (the output, [(layer name, a, z)])."""
-    k, params = g.stack.members, g.stack.params
-    h, kept = x, []
-    for name, layer in g.model.named_children():
-        if not isinstance(layer, nn.Linear):
-            h = layer(h)
-            continue
-        a = h.expand(k, *h.shape[1:]) if h.shape[0] != k else h
-        w, bias = params[f"{name}.weight"].transpose(1, 2), params.get(f"{name}.bias")
-        h = torch.bmm(a, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, w)
-        kept.append((name, a, h))
-    return h, kept
 
 
 def sample_norms(g, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """([K, n] ‖∇J_i‖² of every member's samples, [K, P] each member's batch gradient ∇J),
     J_i = loss_i + λ_k‖θ_k‖², as gradexp.probes.persample.linear_sample_norms per member."""
-    out, kept = layer_outputs(g, x)
+    kept = []
+    out = forward(g.model, g.stack, x, kept)
     j = torch.where(g.alive[:, 0], losses(g.loss_fn, out, y), 0)  # a frozen NaN stays its own
     deltas = torch.autograd.grad(j.sum(), [z for _, _, z in kept])
     n = x.shape[1]
@@ -45,7 +30,7 @@ def sample_norms(g, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         d = d * n  # the mean loss scales each sample's output gradient by 1/n
         d2 = d.square().sum(2)
         sq = sq + d2 * a.square().sum(2)
-        mean[f"{name}.weight"] = torch.bmm(d.transpose(1, 2), a) / n
+        mean[f"{name}.weight"] = torch.matmul(d.transpose(1, 2), a) / n  # a: [K or 1, n, in]
         bias = g.stack.params.get(f"{name}.bias")
         if bias is not None:
             sq, mean[f"{name}.bias"] = sq + d2, d.mean(1)
@@ -53,7 +38,7 @@ def sample_norms(g, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
             cw = 2 * lam * g.stack.params[f"{name}.weight"].detach()
             sq = (
                 sq
-                + 2 * (torch.bmm(a, cw.transpose(1, 2)) * d).sum(2)
+                + 2 * (torch.matmul(a, cw.transpose(1, 2)) * d).sum(2)
                 + cw.square().sum((1, 2))[:, None]
             )
             mean[f"{name}.weight"] = mean[f"{name}.weight"] + cw
@@ -61,7 +46,7 @@ def sample_norms(g, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
                 cb = 2 * lam[:, :, 0] * bias.detach()
                 sq = sq + 2 * (d * cb[:, None]).sum(2) + cb.square().sum(1)[:, None]
                 mean[f"{name}.bias"] = mean[f"{name}.bias"] + cb
-    return sq.detach(), torch.cat([mean[n].detach().flatten(1) for n in g.stack.names], dim=1)
+    return sq.detach(), torch.cat([mean[p].detach().flatten(1) for p in g.stack.names], dim=1)
 
 
 def full_gradient(g, x: Tensor, y: Tensor) -> Tensor:
@@ -72,7 +57,7 @@ def full_gradient(g, x: Tensor, y: Tensor) -> Tensor:
     size = max(1, ROWS_ELEMENTS // max(k * max(g.widest, 1), 1))
     total = None
     for a in range(0, n, size):
-        out, _ = layer_outputs(g, x[None, a : a + size])
+        out = forward(g.model, g.stack, x[None, a : a + size])
         j = losses(g.loss_fn, out, y[None, a : a + size]) * (min(n, a + size) - a) / n
         if g.l2 is not None and a == 0:
             j = j + g.l2 * sum(p.square().flatten(1).sum(1) for p in params)

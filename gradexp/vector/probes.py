@@ -1,8 +1,8 @@
-"""Probes a group measures as one: the sharpness of every member at once (the gradient noise:
-gradexp.vector.noise). The Hessian of
-Σ_k J_k(θ_k) is block-diagonal over the members, so one double backward through the batched
-forward gives every member's own Hessian-vector product H_k v_k; power iteration then runs
-row by row, each member stopping at the product its sequential run stops at."""
+"""Probes a group measures as one: the sharpness of every member at once (the gradient noise
+is gradexp.vector.noise). The Hessian of Σ_k J_k(θ_k) is block-diagonal over the members, so
+one double backward through the batched forward gives every member's own Hessian-vector
+product H_k v_k; power iteration then runs row by row, each member stopping at the product
+its sequential run stops at."""
 
 from __future__ import annotations
 

@@ -85,9 +85,10 @@ class Stack:
         return [torch.linalg.vector_norm(buffer[:, a:b], dim=1) for a, b in self.slices]
 
 
-def forward(model: nn.Module, stack: Stack, x: Tensor) -> Tensor:
+def forward(model: nn.Module, stack: Stack, x: Tensor, kept: list | None = None) -> Tensor:
     """Every member's output: x is [K, B, d] (or [1, B, d], one batch for all); [K, B, out].
-    For model=function, f at each member's point: [K]."""
+    For model=function, f at each member's point: [K]. `kept` collects each nn.Linear's
+    (name, input, output), for probes that need them (gradexp.vector.noise)."""
     if function(model):
         point = {s: stack.params[s.name] for s in model.symbols}
         return sys.modules["gradexp.function"].evaluate(model.expression, point)
@@ -96,12 +97,14 @@ def forward(model: nn.Module, stack: Stack, x: Tensor) -> Tensor:
         if not isinstance(layer, nn.Linear):
             h = layer(h)
             continue
-        w = stack.params[f"{name}.weight"].transpose(1, 2)
+        a, w = h, stack.params[f"{name}.weight"].transpose(1, 2)
         bias = stack.params.get(f"{name}.bias")
         if h.shape[0] == stack.members and bias is not None:
             h = torch.baddbmm(bias.unsqueeze(1), h, w)
         else:
             h = torch.matmul(h, w) + (bias.unsqueeze(1) if bias is not None else 0)
+        if kept is not None:
+            kept.append((name, a, h))
     return h
 
 
