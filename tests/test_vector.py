@@ -104,6 +104,48 @@ def test_every_batch_mode_member_equals_its_sequential_run_in_float64(tmp_path, 
             MEMBERS["adam"], rel=1e-10)  # fmt: skip
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own_inputs", "shared_input"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_the_stacked_linear_layer_is_its_formula_with_its_gradients(shared, bias):
+    """Its forward is h Wₖᵀ + bₖ, its hand-written backward passes gradcheck (against finite
+    differences) and gradgradcheck (the Hessian-vector products of the sharpness probe)."""
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(1 if shared else 3, 5, 4, dtype=torch.float64, generator=gen)
+    w = torch.randn(3, 2, 4, dtype=torch.float64, generator=gen)
+    b = torch.randn(3, 2, dtype=torch.float64, generator=gen) if bias else None
+    inputs = tuple(t.requires_grad_() if t is not None else None for t in (h, w, b))
+    out = vector_stack.StackedLinear.apply(*inputs)
+    expected = h @ w.transpose(1, 2) + (b.unsqueeze(1) if bias else 0)
+    torch.testing.assert_close(out, expected, rtol=1e-14, atol=1e-14)
+    tight = {"rtol": 1e-7, "atol": 1e-9}  # the layer is linear in each input: FD is exact here
+    assert torch.autograd.gradcheck(vector_stack.StackedLinear.apply, inputs, **tight)
+    assert torch.autograd.gradgradcheck(vector_stack.StackedLinear.apply, inputs, **tight)
+
+
+LOSSES = {
+    "mse": ["loss=mse"],
+    "hinge": ["loss=hinge", "loss.margin=0.5"],
+    "hinge_squared": ["loss=hinge", "+loss.p=2"],
+    "label_smoothing": ["+loss.label_smoothing=0.2"],
+}
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("mode", ["minibatch", "stochastic"])
+def test_every_loss_member_equals_its_sequential_run_in_float64(tmp_path, loss, mode):
+    """Each loss's batched form (and its options: margin, p, label smoothing) is what the
+    loss module computes alone; one sample per member takes another route (torch's own)."""
+    compare(tmp_path, [*IRIS, *MODES[mode], "optimizer=adam", "dtype=float64", *LOSSES[loss]],
+            MEMBERS["adam"], rel=1e-10)  # fmt: skip
+
+
+def test_losses_without_a_batched_form_run_one_after_another(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gradexp")
+    compare(tmp_path, [*IRIS, *MODES["minibatch"], "+loss.reduction=sum"],
+            [["optimizer.lr=0.01"], ["optimizer.lr=0.02"]], rel=0)  # fmt: skip
+    assert "not as one model: the loss's reduction=sum has no batched form" in caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [m for m in MODES if m != "minibatch"])
 @pytest.mark.parametrize("optimizer", MEMBERS)
