@@ -139,10 +139,12 @@ def build_member(cfg: DictConfig, choices: dict, base: Experiment) -> Experiment
     config = plain(cfg)
     knobs = check_knobs(cfg, config)
     torch.manual_seed(cfg.seed)
-    model = make("model", cfg.model, base.data.in_features, base.data.out_features)
+    model = make("model", cfg.model, base.data.in_features, base.data.out_features,
+                 values=config["model"])  # fmt: skip
     model = model.to(device=knobs.device, dtype=knobs.dtype)
-    optimizer = make("optimizer", cfg.optimizer, model.parameters())
-    scheduler = make("schedule", cfg.schedule, optimizer, total_steps=base.total)
+    optimizer = make("optimizer", cfg.optimizer, model.parameters(), values=config["optimizer"])
+    scheduler = make("schedule", cfg.schedule, optimizer, total_steps=base.total,
+                     values=config["schedule"])  # fmt: skip
     title = base.title.replace(f"(lr={base.config['optimizer']['lr']:g})",
                                f"(lr={cfg.optimizer.lr:g})")  # fmt: skip
     return replace(base, knobs=knobs, config=config, model=model, optimizer=optimizer,
