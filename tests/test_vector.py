@@ -12,8 +12,10 @@ import pytest
 import torch
 from conftest import make_cfg, metrics, run_experiment
 
+import gradexp.vector.members as vector_members
 import gradexp.vector.stack as vector_stack
 from gradexp.build import build
+from gradexp.errors import ConfigError
 from gradexp.vector.members import stack
 from gradexp.vector.run import Job, run_group
 
@@ -236,3 +238,37 @@ def test_members_trained_in_cache_sized_chunks_equal_their_runs(tmp_path, monkey
     exps = [build(j.cfg, j.choices) for j in jobs(tmp_path / "probe", common, own, (0, 1, 2))]
     assert [p[1].members for p in vector_stack.chunks(stack(exps, [0, 1, 2]), batch)] == [2, 1]
     compare(tmp_path, common, own, rel=1e-10, seeds=(0, 1, 2))
+
+
+def test_groups_are_sized_by_free_memory_and_a_member_too_big_is_refused(tmp_path, monkeypatch):
+    """max_members=null: as many members as half the free memory holds by member_bytes (here
+    a budget of 2.5 members: pieces of 2), each at least its buffers and a batch's activations;
+    a group where one member does not fit is refused in one line before anything trains."""
+    common = [*IRIS, *MODES["minibatch"], "optimizer=adam"]
+    own = [["optimizer.lr=0.01"], ["optimizer.lr=0.02"], ["optimizer.lr=0.03"]]
+    exp = build(*make_cfg(*common))
+    need, full = vector_members.member_bytes(exp)
+    params = sum(p.numel() for p in exp.model.parameters())
+    assert full == 0 and need >= 4 * (4 * params + 2 * 16 * 8)  # θ, ∇, 2 moments; a batch
+    monkeypatch.setattr(vector_members, "available_bytes", lambda device: int(2 * 2.5 * need))
+    summaries = run_group(jobs(tmp_path / "split", common, own, (0, 1, 2)))
+    assert [s["vectorized"]["members"] for s in summaries] == [2, 2, 1]
+    monkeypatch.setattr(vector_members, "available_bytes", lambda device: need)  # half of it
+    with pytest.raises(ConfigError, match=r"^hydra.launcher.max_members=null: one member needs"):
+        run_group(jobs(tmp_path / "refused", common, own, (0, 1, 2)))
+    assert not list((tmp_path / "refused").rglob("metrics.jsonl"))
+
+
+def test_the_noise_probes_full_gradient_pass_counts_once_whatever_the_group(monkeypatch):
+    """Its chunk of rows holds at most ROWS_ELEMENTS activations for any number of members: a
+    fixed share of the budget, not one per member (nor left out)."""
+    exp = build(*make_cfg(*IRIS, *MODES["minibatch"], "optimizer=adam", "probes=[noise]"))
+    need, full = vector_members.member_bytes(exp)
+    assert full == exp.data.n_train * 8  # iris: 120 rows × the 8-wide hidden layer
+    monkeypatch.setattr(vector_members, "ROWS_ELEMENTS", 10 * full)  # 10 members' rows
+    fixed = 4 * 6 * 10 * full  # float32, six activations of the capped chunk
+    monkeypatch.setattr(vector_members, "available_bytes", lambda d: 2 * (100 * need + fixed))
+    assert vector_members.fitting(exp) == 100
+    monkeypatch.setattr(vector_members, "available_bytes",
+                        lambda d: 2 * (5 * need + 5 * 4 * 6 * full))  # fmt: skip
+    assert vector_members.fitting(exp) == 5

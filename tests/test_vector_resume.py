@@ -105,9 +105,12 @@ def test_crash_then_resume_repeats_only_the_steps_after_the_checkpoint(tmp_path,
     common = MODES["minibatch"][1]
     run_group(group(tmp_path / "whole", common))
     fault_at(monkeypatch, 13, crash)
-    cut = run_group(group(tmp_path / "cut", common))
+    crashed = group(tmp_path / "cut", common)
+    cut = run_group(crashed)
     # The crash fails the group it hits (the members without L2), not the next one.
     assert [s["status"] for s in cut] == ["failed", "failed", "ok", "ok"]
+    # and the console's "trained as one batched model" line is said of the piece that trained
+    assert [job.model is not None for job in crashed] == [False, False, True, True]
     assert {s["error"] for s in cut[:2]} == {"RuntimeError: injected crash"}
     assert (tmp_path / "cut" / "m0" / "traceback.txt").is_file()
     assert max(m["step"] for m in metrics(tmp_path / "cut" / "m0")) == 12  # flushed, not lost

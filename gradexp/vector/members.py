@@ -13,7 +13,7 @@ from gradexp.errors import ConfigError
 from gradexp.probes.noise import Noise
 from gradexp.runtime import available_bytes
 from gradexp.vector.batches import VectorBatches
-from gradexp.vector.noise import StackedNoise
+from gradexp.vector.noise import ROWS_ELEMENTS, StackedNoise
 from gradexp.vector.optim import VectorOptimizer, kind_of
 from gradexp.vector.probes import StackedSharpness, thresholds
 from gradexp.vector.probes import why_not as probes_why_not
@@ -90,10 +90,10 @@ def stack(exps: list[Experiment], seeds: list[int], probes: list | None = None) 
     )  # fmt: skip
 
 
-def fitting(exp: Experiment) -> int:
-    """How many members fit in half the memory free on the run's device: parameters,
-    gradients and two optimizer moments, the widest activations of a batch (forward and
-    backward), of an evaluation chunk, of the noise probe's batch (and G), and of the
+def member_bytes(exp: Experiment) -> tuple[int, int]:
+    """(bytes each member needs, elements per member of the noise probe's full-gradient pass):
+    parameters, gradients and two optimizer moments, the widest activations of a batch
+    (forward and backward), of an evaluation chunk, of the noise probe's batch, and of the
     sharpness probe's batch (its graph of gradients kept for the Hessian-vector products)."""
     size = torch.finfo(exp.knobs.dtype).bits // 8
     params = sum(p.numel() for p in exp.model.parameters())
@@ -101,15 +101,34 @@ def fitting(exp: Experiment) -> int:
     batch = exp.batches.size * exp.batches.accumulate
     rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
     per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
+    full = 0
     for probe in exp.probes:  # the sharpness probe's double backward keeps ~3× its activations
         if isinstance(probe, Noise):  # a and δ of the batch, G and the batch's mean gradient
             per_member += size * (4 * batch * sum(widths) + 2 * params)
+            full = exp.data.n_train * max(widths)
             continue
         probed = {"current": batch, None: exp.data.n_train}.get(probe.batch, probe.batch)
         per_member += size * 6 * int(probed) * sum(widths)
+    return per_member, full
+
+
+def fitting(exp: Experiment) -> int:
+    """How many members fit in half the memory free on the run's device (member_bytes), with
+    the noise probe's pass over the training set for G: about six activations of its chunk of
+    rows, which holds at most ROWS_ELEMENTS whatever the group's size."""
+    per_member, full = member_bytes(exp)
+    size = torch.finfo(exp.knobs.dtype).bits // 8
+
+    def need(k: int) -> int:
+        return k * per_member + size * 6 * min(ROWS_ELEMENTS, k * full)
+
     budget = available_bytes(exp.knobs.device) // 2
-    if per_member > budget:
+    if need(1) > budget:
         raise ConfigError("hydra.launcher.max_members", "null", f"one member needs "
-                          f"{per_member / 1e9:.3g} GB, more than half the {2 * budget / 1e9:.3g}"
+                          f"{need(1) / 1e9:.3g} GB, more than half the {2 * budget / 1e9:.3g}"
                           f" GB free on {exp.knobs.device}")  # fmt: skip
-    return max(1, min(4096, budget // per_member))
+    low, high = 1, 4096  # need() grows with k: the most members within the budget
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if need(mid) <= budget else (low, mid - 1)
+    return low

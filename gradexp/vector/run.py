@@ -135,6 +135,19 @@ def prepare(job: Job, dir_key: str, base: Experiment | None, started, interrupt)
         return None
 
 
+def crashed(jobs: list[Job], e: Exception, started: float, interrupt, dir_key: str) -> None:
+    """Every member of a piece that crashed fails, each with the traceback."""
+    for job in jobs:
+        job.model = None  # not "trained as one batched model": the console says failed
+        resume.safe_write(Path.write_text, job.run_dir / "traceback.txt",
+                          traceback.format_exc())  # fmt: skip
+        job.summary = {"run_dir": str(job.run_dir), "overrides": list(job.overrides),
+                       "status": "failed", "stop_reason": "error",
+                       "error": f"{type(e).__name__}: {e}"}  # fmt: skip
+        single.finish(job.summary, job.run_dir, started, interrupt, dir_key)
+    log.error("gradexp: group failed: %s: %s", type(e).__name__, e)
+
+
 def not_started(job: Job, interrupt: StopSignals) -> dict:
     return {"run_dir": str(job.run_dir), "overrides": list(job.overrides),
             "status": "interrupted", "stop_reason": "signal", "objective": math.inf,
@@ -178,14 +191,7 @@ def train(jobs: list[Job], exps: list[Experiment], started: float, interrupt,
                 record.flush()
         for lg in loggers:
             lg.close()
-        for job in jobs:
-            resume.safe_write(Path.write_text, job.run_dir / "traceback.txt",
-                              traceback.format_exc())  # fmt: skip
-            job.summary = {"run_dir": str(job.run_dir), "overrides": list(job.overrides),
-                           "status": "failed", "stop_reason": "error",
-                           "error": f"{type(e).__name__}: {e}"}  # fmt: skip
-            single.finish(job.summary, job.run_dir, started, interrupt, dir_key)
-        log.error("gradexp: group failed: %s: %s", type(e).__name__, e)
+        crashed(jobs, e, started, interrupt, dir_key)
         return
     elapsed = histories[0].elapsed()
     resumed = {"step": start.step} if start else None
