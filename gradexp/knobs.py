@@ -34,14 +34,8 @@ class Knobs:
 def check_knobs(cfg: DictConfig, config: dict | None = None) -> Knobs:
     """Every run-level value, before anything is built: errors name the key and what is allowed.
     `config`: plain(cfg), if the caller has it already."""
-    if config is not None:  # the resolved values hold a missing one as "???" (0.8 ms less)
-        missing = list(_missing(config))
-    else:
-        own = (
-            OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
-        )
-        missing = OmegaConf.missing_keys(own)
-    for key in sorted(missing):  # `???` in a preset: data=file's data.path
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    for key in sorted(OmegaConf.missing_keys(own)):  # `???` in a preset: data=file's data.path
         example = {"data.path": "data.path=my.csv", "data.target": "data.target=label"}.get(key)
         why = f"is required: give it on the command line{f', e.g. {example}' if example else ''}"
         raise ConfigError(key, "???", why)
@@ -78,21 +72,6 @@ def check_knobs(cfg: DictConfig, config: dict | None = None) -> Knobs:
         cfg.stop.loss_tol,
         cfg.stop.time_limit,
     )
-
-
-def _missing(values, prefix: str = ""):
-    """The dotted keys whose value is missing (`???`) in a resolved config, as
-    OmegaConf.missing_keys names them (a list item as key[i])."""
-    items = values.items() if isinstance(values, dict) else enumerate(values)
-    for key, value in items:
-        if isinstance(values, list):
-            name = f"{prefix}[{key}]"
-        else:
-            name = f"{prefix}.{key}" if prefix else str(key)
-        if value == "???":
-            yield name
-        elif isinstance(value, dict | list):
-            yield from _missing(value, name)
 
 
 def check_representable(optimizer: DictConfig, dtype: torch.dtype) -> None:

@@ -250,19 +250,6 @@ def test_bad_config_gives_one_line(run_dir, overrides, expected):
     assert_one_line_failure(summary, run_dir, expected)
 
 
-def test_missing_values_are_named_as_omegaconf_names_them():
-    """check_knobs finds `???` in the resolved config (cheaper than OmegaConf.missing_keys on
-    every member of a vectorised group): the same keys, nested and in lists."""
-    from omegaconf import OmegaConf
-
-    from gradexp.knobs import _missing
-
-    cfg = OmegaConf.create({"a": "???", "b": {"c": "???", "d": [1, "???", {"e": "???"}]},
-                            "f": 1, "g": {"h": "${f}", "i": []}})  # fmt: skip
-    found = sorted(_missing(OmegaConf.to_container(cfg, resolve=True)))
-    assert found == sorted(OmegaConf.missing_keys(cfg)) == ["a", "b.c", "b.d[1]", "b.d[2].e"]
-
-
 @pytest.mark.parametrize(("name", "content", "expected"), FILES, ids=[f[0] for f in FILES])
 def test_bad_data_file_gives_one_line(tmp_path, run_dir, name, content, expected):
     path = str(tmp_path / name) if content is None else write(tmp_path, name, content)

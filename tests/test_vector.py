@@ -146,6 +146,9 @@ def test_losses_without_a_batched_form_run_one_after_another(tmp_path, caplog):
     compare(tmp_path, [*IRIS, *MODES["minibatch"], "+loss.reduction=sum"],
             [["optimizer.lr=0.01"], ["optimizer.lr=0.02"]], rel=0)  # fmt: skip
     assert "not as one model: the loss's reduction=sum has no batched form" in caplog.text
+    compare(tmp_path / "ignored", [*IRIS, *MODES["minibatch"], "+loss.ignore_index=0"],
+            [["optimizer.lr=0.01"], ["optimizer.lr=0.02"]], rel=0)  # fmt: skip
+    assert "not as one model: loss.ignore_index=0 has no batched form" in caplog.text
 
 
 @pytest.mark.slow
@@ -247,7 +250,7 @@ def test_groups_are_sized_by_free_memory_and_a_member_too_big_is_refused(tmp_pat
     common = [*IRIS, *MODES["minibatch"], "optimizer=adam"]
     own = [["optimizer.lr=0.01"], ["optimizer.lr=0.02"], ["optimizer.lr=0.03"]]
     exp = build(*make_cfg(*common))
-    need, full = vector_members.member_bytes(exp)
+    need, full, _ = vector_members.member_bytes(exp)
     params = sum(p.numel() for p in exp.model.parameters())
     assert full == 0 and need >= 4 * (4 * params + 2 * 16 * 8)  # θ, ∇, 2 moments; a batch
     monkeypatch.setattr(vector_members, "available_bytes", lambda device: int(2 * 2.5 * need))
@@ -260,15 +263,17 @@ def test_groups_are_sized_by_free_memory_and_a_member_too_big_is_refused(tmp_pat
 
 
 def test_the_noise_probes_full_gradient_pass_counts_once_whatever_the_group(monkeypatch):
-    """Its chunk of rows holds at most ROWS_ELEMENTS activations for any number of members: a
-    fixed share of the budget, not one per member (nor left out)."""
+    """Its chunk of rows is capped (its widest layer holds ROWS_ELEMENTS) for any number of
+    members: a fixed share of the budget once the group is large, not one per member."""
     exp = build(*make_cfg(*IRIS, *MODES["minibatch"], "optimizer=adam", "probes=[noise]"))
-    need, full = vector_members.member_bytes(exp)
-    assert full == exp.data.n_train * 8  # iris: 120 rows × the 8-wide hidden layer
-    monkeypatch.setattr(vector_members, "ROWS_ELEMENTS", 10 * full)  # 10 members' rows
-    fixed = 4 * 6 * 10 * full  # float32, six activations of the capped chunk
-    monkeypatch.setattr(vector_members, "available_bytes", lambda d: 2 * (100 * need + fixed))
+    monkeypatch.setattr(vector_members, "ROWS_ELEMENTS", 10 * exp.data.n_train * 8)
+    need, full, cap = vector_members.member_bytes(exp)
+    assert full == exp.data.n_train * (8 + 3)  # iris: 120 rows × the 8-wide and 3-wide layers
+    assert cap == 10 * full  # ten members' rows
+    # float32 (4 bytes), four activations of a chunk
+    monkeypatch.setattr(vector_members, "available_bytes",
+                        lambda d: 2 * (100 * need + 4 * 4 * cap))  # fmt: skip
     assert vector_members.fitting(exp) == 100
     monkeypatch.setattr(vector_members, "available_bytes",
-                        lambda d: 2 * (5 * need + 5 * 4 * 6 * full))  # fmt: skip
+                        lambda d: 2 * (5 * need + 4 * 4 * 5 * full))  # fmt: skip
     assert vector_members.fitting(exp) == 5

@@ -90,8 +90,10 @@ def stack(exps: list[Experiment], seeds: list[int], probes: list | None = None) 
     )  # fmt: skip
 
 
-def member_bytes(exp: Experiment) -> tuple[int, int]:
-    """(bytes each member needs, elements per member of the noise probe's full-gradient pass):
+def member_bytes(exp: Experiment) -> tuple[int, int, int]:
+    """(bytes each member needs; activations per member of the noise probe's full-gradient
+    pass, every layer's width over the training set; their cap for the whole group, a chunk of
+    rows being sized so that its widest layer holds ROWS_ELEMENTS):
     parameters, gradients and two optimizer moments, the widest activations of a batch
     (forward and backward), of an evaluation chunk, of the noise probe's batch, and of the
     sharpness probe's batch (its graph of gradients kept for the Hessian-vector products)."""
@@ -101,26 +103,27 @@ def member_bytes(exp: Experiment) -> tuple[int, int]:
     batch = exp.batches.size * exp.batches.accumulate
     rows = min(8192, max(exp.data.n_train, len(exp.data.x_eval)))
     per_member = size * (4 * params + 4 * batch * sum(widths) + 2 * rows * max(widths))
-    full = 0
+    full = cap = 0
     for probe in exp.probes:  # the sharpness probe's double backward keeps ~3× its activations
         if isinstance(probe, Noise):  # a and δ of the batch, G and the batch's mean gradient
             per_member += size * (4 * batch * sum(widths) + 2 * params)
-            full = exp.data.n_train * max(widths)
+            full = exp.data.n_train * sum(widths)
+            cap = ROWS_ELEMENTS * sum(widths) // max(widths)
             continue
         probed = {"current": batch, None: exp.data.n_train}.get(probe.batch, probe.batch)
         per_member += size * 6 * int(probed) * sum(widths)
-    return per_member, full
+    return per_member, full, cap
 
 
 def fitting(exp: Experiment) -> int:
     """How many members fit in half the memory free on the run's device (member_bytes), with
-    the noise probe's pass over the training set for G: about six activations of its chunk of
-    rows, which holds at most ROWS_ELEMENTS whatever the group's size."""
-    per_member, full = member_bytes(exp)
+    the noise probe's pass over the training set for G: each layer's input, output and their
+    gradients (4×) of a chunk of rows, which is capped whatever the group's size."""
+    per_member, full, cap = member_bytes(exp)
     size = torch.finfo(exp.knobs.dtype).bits // 8
 
     def need(k: int) -> int:
-        return k * per_member + size * 6 * min(ROWS_ELEMENTS, k * full)
+        return k * per_member + size * 4 * min(cap, k * full)
 
     budget = available_bytes(exp.knobs.device) // 2
     if need(1) > budget:

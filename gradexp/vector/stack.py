@@ -44,6 +44,8 @@ def why_not(model: nn.Module, loss_fn: nn.Module) -> str | None:
         return f"the loss's reduction={loss_fn.reduction} has no batched form (only mean)"
     if getattr(loss_fn, "weight", None) is not None:
         return "class weights (loss.weight) have no batched form"
+    if getattr(loss_fn, "ignore_index", -100) != -100:
+        return f"loss.ignore_index={loss_fn.ignore_index} has no batched form"
     return None
 
 
@@ -170,10 +172,12 @@ def cross_entropy(out: Tensor, labels: Tensor, smoothing: float = 0.0) -> Tensor
                                label_smoothing=smoothing)  # fmt: skip
         return each.view(k, b).mean(1)
     logp = F.log_softmax(out.transpose(1, 2), dim=1)  # [K, C, B]
-    each = -logp.gather(1, labels.unsqueeze(1)).squeeze(1)
-    if smoothing:
-        each = (1 - smoothing) * each - smoothing * logp.mean(1)
-    return each.mean(1)
+    nll = -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean(1)
+    if not smoothing:
+        return nll
+    # torch's order: the batch means first, then ε/C of the summed log-probabilities (so that
+    # logits near overflow give inf exactly where F.cross_entropy does)
+    return (1 - smoothing) * nll + smoothing * (-logp.sum(1).mean(1) / logp.shape[1])
 
 
 CACHE_BYTES = 6 * 2**20  # the widest activations of a chunk of members stay about this small
