@@ -12,6 +12,7 @@ from gradexp.build import Experiment, build, build_member
 from gradexp.errors import ConfigError
 from gradexp.probes.noise import Noise
 from gradexp.runtime import available_bytes
+from gradexp.vector import backprop
 from gradexp.vector.batches import VectorBatches
 from gradexp.vector.noise import ROWS_ELEMENTS, StackedNoise
 from gradexp.vector.optim import VectorOptimizer, kind_of
@@ -87,6 +88,7 @@ def stack(exps: list[Experiment], seeds: list[int], probes: list | None = None) 
         widest=max((max(m.in_features, m.out_features) for m in base.model.modules()
                     if isinstance(m, torch.nn.Linear)), default=0),
         probes=[stacked(p, exps) for p in (base.probes if probes is None else probes)],
+        written_out=backprop.supported(base.model, base.loss_fn),
     )  # fmt: skip
 
 

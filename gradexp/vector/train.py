@@ -16,6 +16,7 @@ from torch import Tensor
 from gradexp.durable.checkpoint import Position
 from gradexp.record.stops import blown_parameters
 from gradexp.train import Outcome, Plan, interrupted, show, updates
+from gradexp.vector import backprop
 from gradexp.vector.record import GroupRecord
 from gradexp.vector.stack import chunks, forward, losses, pick
 
@@ -37,6 +38,7 @@ class Group:
     examples: list  # per member: examples seen when it was frozen by its History (or None)
     probes: list = field(default_factory=list)  # gradexp.vector.probes: measured on the stack
     widest: int = 0  # the widest layer's width (inputs included): what a member's batch occupies
+    written_out: bool = False  # the step's backward by gradexp.vector.backprop, not autograd
 
 
 def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -46,9 +48,17 @@ def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | N
     loss = 0.0
     for x, y in micro:
         parts = []
+        share = 1.0 if len(micro) == 1 else x.shape[1] / n
         for rows, members in chunks(g, x.shape[1]):
+            if g.written_out:  # gradexp.vector.backprop: the chain rule without autograd
+                weight = pick(alive, rows)[:, 0].to(g.stack.flat.dtype) * share  # 0: frozen
+                grads = {k: pick(p.grad, rows) for k, p in g.stack.params.items()}
+                part = backprop.forward_backward(g.model, members.params, grads, g.loss_fn,
+                                                 pick(x, rows), pick(y, rows), weight)  # fmt: skip
+                parts.append(part if len(micro) == 1 else part * share)
+                continue
             part = losses(g.loss_fn, forward(g.model, members, pick(x, rows)), pick(y, rows))
-            part = part if len(micro) == 1 else part * (x.shape[1] / n)
+            part = part if len(micro) == 1 else part * share
             torch.where(pick(alive, rows)[:, 0], part, 0).sum().backward()
             parts.append(part.detach())
         loss = loss + (parts[0] if len(parts) == 1 else torch.cat(parts))

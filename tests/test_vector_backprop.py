@@ -1,0 +1,120 @@
+"""The vectorised step's backpropagation written out (gradexp.vector.backprop) against autograd on
+each member's own ordinary model: every activation, every loss it takes, one row and many,
+shared and per-member inputs, a frozen member and a NaN one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gradexp.losses import CrossEntropyLoss, HingeLoss, MSELoss
+from gradexp.vector import backprop
+from gradexp.vector.stack import NARROW, Stack, forward, linear_forward, losses
+
+ACTIVATIONS = {
+    "relu": nn.ReLU(), "relu_inplace": nn.ReLU(inplace=True), "tanh": nn.Tanh(),
+    "sigmoid": nn.Sigmoid(), "identity": nn.Identity(), "gelu": nn.GELU(),
+    "gelu_tanh": nn.GELU(approximate="tanh"), "silu": nn.SiLU(),
+    "leaky_relu": nn.LeakyReLU(0.2, inplace=True), "elu": nn.ELU(0.5),
+}  # fmt: skip
+LOSSES = {"ce": lambda: CrossEntropyLoss(), "ce_smoothing": lambda: CrossEntropyLoss(
+    label_smoothing=0.2), "mse": lambda: MSELoss()}  # fmt: skip
+K, D, C = 3, 4, 3
+
+
+def members(act: nn.Module, bias: bool = True) -> list[nn.Sequential]:
+    torch.manual_seed(0)
+    return [nn.Sequential(nn.Linear(D, 6, bias=bias), act, nn.Linear(6, 5, bias=bias), act,
+                          nn.Linear(5, C, bias=bias)).double() for _ in range(K)]  # fmt: skip
+
+
+def data(loss: str, rows: int, shared: bool):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1 if shared else K, rows, D, dtype=torch.float64, generator=gen) * 2
+    if loss == "mse":
+        return x, torch.randn(1 if shared else K, rows, C, dtype=torch.float64, generator=gen)
+    return x, torch.randint(0, C, (1 if shared else K, rows), generator=gen)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own_inputs", "shared_input"])
+@pytest.mark.parametrize("rows", [1, 7])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_the_written_out_step_is_autograds_on_each_members_own_model(act, loss, rows, shared):
+    """Each member's loss and weight·gradient equal its own nn.Sequential's through autograd
+    (1e-12), a member of weight 0 gets an exact zero gradient. The activation module is used
+    twice in each model, as a Sequential may (named_children would skip the repeat)."""
+    models = members(ACTIVATIONS[act])
+    stack, loss_fn = Stack(models), LOSSES[loss]()
+    assert backprop.supported(models[0], loss_fn)
+    x, y = data(loss, rows, shared)
+    weight = torch.tensor([1.0, 0.25, 0.0], dtype=torch.float64)
+    grads = {n: p.grad for n, p in stack.params.items()}
+    got = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
+    through_autograd = losses(loss_fn, forward(models[0], stack, x), y)  # the other path
+    torch.testing.assert_close(got, through_autograd.detach(), rtol=1e-12, atol=1e-15)
+    for k, model in enumerate(models):
+        own_x, own_y = x[0 if shared else k], y[0 if shared else k]
+        alone = loss_fn(model(own_x.clone()), own_y)
+        (weight[k] * alone).backward()
+        torch.testing.assert_close(got[k], alone.detach(), rtol=1e-12, atol=1e-15)
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(stack.grad[k, stack.slices[stack.names.index(name)][0]:
+                                                  stack.slices[stack.names.index(name)][1]],
+                                       p.grad.reshape(-1), rtol=1e-12, atol=1e-15)  # fmt: skip
+    assert (stack.grad[2] == 0).all()
+
+
+def test_gradients_accumulate_and_a_nan_member_stays_its_own():
+    """A second call adds to the gradients (accumulated micro-batches); a member whose
+    parameters are NaN, frozen at weight 0, leaves every other member's numbers as they are."""
+    models = members(nn.Tanh(), bias=False)
+    stack, loss_fn = Stack(models), CrossEntropyLoss()
+    x, y = data("ce", 5, shared=False)
+    grads = {n: p.grad for n, p in stack.params.items()}
+    weight = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
+    once = stack.grad.clone()
+    backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
+    torch.testing.assert_close(stack.grad, 2 * once, rtol=1e-15, atol=0)
+    stack.grad.zero_()
+    with torch.no_grad():
+        stack.flat[1] = float("nan")
+    weight[1] = 0.0
+    loss = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
+    assert loss[1].isnan() and loss[[0, 2]].isfinite().all()
+    torch.testing.assert_close(stack.grad[[0, 2]], once[[0, 2]], rtol=1e-15, atol=0)
+
+
+def test_what_it_does_not_take_goes_through_autograd():
+    """Only exact Linear layers, all trained, and the activations it has the derivatives of,
+    and the cross-entropy or the MSE: anything else (dropout, a subclass, the hinge loss, a
+    frozen layer) is not written out, and the step runs through autograd."""
+    mlp = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert backprop.supported(mlp, CrossEntropyLoss()) and backprop.supported(mlp, MSELoss())
+    assert not backprop.supported(mlp, HingeLoss())
+    assert not backprop.supported(nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.1)), MSELoss())
+
+    class Clipped(nn.ReLU):
+        def forward(self, h):
+            return super().forward(h).clamp(max=1)
+
+    assert not backprop.supported(nn.Sequential(nn.Linear(2, 3), Clipped()), MSELoss())
+    assert not backprop.supported(nn.Sequential(nn.ReLU()), MSELoss())  # nothing to train
+    mlp[0].weight.requires_grad_(False)  # a frozen layer: not a parameter of the stack
+    assert not backprop.supported(mlp, MSELoss())
+
+
+@pytest.mark.parametrize("rows", [1, 9])
+@pytest.mark.parametrize("out", [2, NARROW, NARROW + 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_narrow_outputs_are_the_layers_formula(rows, out, bias):
+    """A narrow output computed as W hᵀ (and handed on transposed) is h Wᵀ + b still."""
+    gen = torch.Generator().manual_seed(2)
+    h = torch.randn(K, rows, 5, dtype=torch.float64, generator=gen)
+    w = torch.randn(K, out, 5, dtype=torch.float64, generator=gen)
+    b = torch.randn(K, out, dtype=torch.float64, generator=gen) if bias else None
+    expected = torch.stack([nn.functional.linear(h[k], w[k], b[k] if bias else None)
+                            for k in range(K)])  # fmt: skip
+    torch.testing.assert_close(linear_forward(h, w, b), expected, rtol=1e-14, atol=1e-14)
