@@ -226,3 +226,24 @@ def test_a_step_axis_from_0_is_symlog_and_keeps_step_0_in_view():
         if want == "symlog":
             ax.figure.canvas.draw()
             assert ax.get_xlim()[0] == 0 < ax.get_xlim()[1]
+
+
+def test_configs_read_by_libyaml_are_pyyamls(sweep, tmp_path):
+    """A job's .hydra/config.yaml (as Hydra writes it: OmegaConf.to_yaml) read through
+    libyaml's parser (runs.SAFE_LOADER) is what PyYAML's own safe loader reads."""
+    import shutil
+
+    import yaml
+    from conftest import make_cfg
+    from omegaconf import OmegaConf
+
+    assert runs.SAFE_LOADER is yaml.CSafeLoader
+    for i, overrides in enumerate([["optimizer=adam", "+loss.label_smoothing=0.1"],
+                                   ["model.hidden=[]", "data=blobs", "seed=7"]]):  # fmt: skip
+        run_dir = tmp_path / str(i)
+        shutil.copytree(next(p for p in sweep.iterdir() if (p / "summary.json").exists()), run_dir)
+        text = OmegaConf.to_yaml(make_cfg(*overrides)[0])
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "config.yaml").write_text(text)
+        config = runs.load(run_dir).config
+        assert config == yaml.safe_load(text) and config["seed"] == (7 if i else 0)

@@ -125,6 +125,11 @@ def job_order(path: Path) -> tuple:
     return (str(path.parent), int(head) if head.isdigit() else math.inf, path.name)
 
 
+# libyaml's parser where PyYAML has it: the same safe constructors, 10× faster on a job's
+# config.yaml (reading a 32-job sweep for its table and HParams took 0.2 s with the pure-Python one)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class Damaged(Exception):
     """A run dir whose files cannot be read as a gradexp run's (the reason, in one line)."""
 
@@ -142,7 +147,7 @@ def load(path: Path) -> Run | None:
     config = {}
     if config_file.exists():
         try:
-            config = yaml.safe_load(_text(config_file))
+            config = yaml.load(_text(config_file), Loader=SAFE_LOADER)
         except yaml.YAMLError as e:
             raise Damaged(f"{config_file}: not YAML ({str(e).splitlines()[0]})") from None
     run = Run(path, summary, config if isinstance(config, dict) else {})
