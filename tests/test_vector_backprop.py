@@ -10,7 +10,7 @@ from torch import nn
 
 from gradexp.losses import CrossEntropyLoss, HingeLoss, MSELoss
 from gradexp.vector import backprop
-from gradexp.vector.stack import NARROW, Stack, forward, linear_forward, losses
+from gradexp.vector.stack import NARROW, Stack, forward, linear_forward, losses, why_not
 
 ACTIVATIONS = {
     "relu": nn.ReLU(), "relu_inplace": nn.ReLU(inplace=True), "tanh": nn.Tanh(),
@@ -101,6 +101,14 @@ def test_what_it_does_not_take_goes_through_autograd():
             return super().forward(h).clamp(max=1)
 
     assert not backprop.supported(nn.Sequential(nn.Linear(2, 3), Clipped()), MSELoss())
+
+    class Doubled(nn.Sequential):
+        def forward(self, h):
+            return 2 * super().forward(h)
+
+    doubled = Doubled(nn.Linear(2, 3))
+    assert not backprop.supported(doubled, MSELoss())
+    assert "a forward of its own" in why_not(doubled, MSELoss())  # nor stacked at all
     assert not backprop.supported(nn.Sequential(nn.ReLU()), MSELoss())  # nothing to train
     mlp[0].weight.requires_grad_(False)  # a frozen layer: not a parameter of the stack
     assert not backprop.supported(mlp, MSELoss())

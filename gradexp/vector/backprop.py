@@ -46,6 +46,8 @@ def supported(model: nn.Module, loss_fn: nn.Module) -> bool:
     mean squared error."""
     if not isinstance(model, nn.Sequential) or not isinstance(loss_fn, CrossEntropyLoss | MSELoss):
         return False
+    if type(model).forward is not nn.Sequential.forward:  # a forward of its own
+        return False
     layers = all(type(m) is nn.Linear or type(m) in ACTIVATIONS for m in model)
     trained = [p.requires_grad for p in model.parameters()]
     return layers and any(trained) and all(trained)

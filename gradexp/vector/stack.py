@@ -35,6 +35,8 @@ def why_not(model: nn.Module, loss_fn: nn.Module) -> str | None:
         return None
     if not isinstance(model, nn.Sequential):
         return f"the model {type(model).__name__} is not an nn.Sequential of Linear layers"
+    if type(model).forward is not nn.Sequential.forward:
+        return f"the model {type(model).__name__} has a forward of its own (not nn.Sequential's)"
     for layer in model:
         if not isinstance(layer, (nn.Linear, *ELEMENTWISE)):
             return f"its layer {type(layer).__name__} is neither nn.Linear nor elementwise"
