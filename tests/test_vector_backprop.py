@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from gradexp.losses import CrossEntropyLoss, HingeLoss, MSELoss
+from gradexp.models import MLP
 from gradexp.vector import backprop
 from gradexp.vector.stack import NARROW, Stack, forward, linear_forward, losses, why_not
 
@@ -23,17 +24,20 @@ LOSSES = {"ce": lambda: CrossEntropyLoss(), "ce_smoothing": lambda: CrossEntropy
 K, D, C = 3, 4, 3
 
 
-def members(act: nn.Module, bias: bool = True) -> list[nn.Sequential]:
+WIDE = NARROW + 8  # one hidden layer wider than NARROW: both forms of the layer are used
+
+
+def members(act: nn.Module, bias: bool = True, dtype=torch.float64) -> list[nn.Sequential]:
     torch.manual_seed(0)
-    return [nn.Sequential(nn.Linear(D, 6, bias=bias), act, nn.Linear(6, 5, bias=bias), act,
-                          nn.Linear(5, C, bias=bias)).double() for _ in range(K)]  # fmt: skip
+    return [nn.Sequential(nn.Linear(D, WIDE, bias=bias), act, nn.Linear(WIDE, 5, bias=bias), act,
+                          nn.Linear(5, C, bias=bias)).to(dtype) for _ in range(K)]  # fmt: skip
 
 
-def data(loss: str, rows: int, shared: bool):
+def data(loss: str, rows: int, shared: bool, dtype=torch.float64):
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(1 if shared else K, rows, D, dtype=torch.float64, generator=gen) * 2
+    x = torch.randn(1 if shared else K, rows, D, dtype=dtype, generator=gen) * 2
     if loss == "mse":
-        return x, torch.randn(1 if shared else K, rows, C, dtype=torch.float64, generator=gen)
+        return x, torch.randn(1 if shared else K, rows, C, dtype=dtype, generator=gen)
     return x, torch.randint(0, C, (1 if shared else K, rows), generator=gen)
 
 
@@ -64,6 +68,59 @@ def test_the_written_out_step_is_autograds_on_each_members_own_model(act, loss, 
                                                   stack.slices[stack.names.index(name)][1]],
                                        p.grad.reshape(-1), rtol=1e-12, atol=1e-15)  # fmt: skip
     assert (stack.grad[2] == 0).all()
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_float32_members_are_their_own_models_too(loss, rows):
+    """In float32 the written-out step agrees with each member's own model to float32's
+    precision (the sums are the same, in another order)."""
+    models = members(nn.GELU(), dtype=torch.float32)
+    stack, loss_fn = Stack(models), LOSSES[loss]()
+    x, y = data(loss, rows, False, torch.float32)
+    grads = {n: p.grad for n, p in stack.params.items()}
+    weight = torch.ones(K)
+    got = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
+    for k, model in enumerate(models):
+        alone = loss_fn(model(x[k]), y[k])
+        alone.backward()
+        torch.testing.assert_close(got[k], alone.detach(), rtol=1e-6, atol=1e-7)
+        mine = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        torch.testing.assert_close(stack.grad[k], mine, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("written_out", [True, False])
+def test_the_loops_step_is_the_same_either_way(written_out, monkeypatch):
+    """gradexp.vector.train.forward_backward with three micro-batches (8, 8 and 3 rows: their
+    shares of the update), an L2 term, members in chunks of two and one frozen member gives
+    each member the loss and gradient of its own model: through the written-out backward and
+    through autograd alike."""
+    from types import SimpleNamespace
+
+    from gradexp.vector import stack as vector_stack
+    from gradexp.vector import train
+
+    monkeypatch.setattr(vector_stack, "CACHE_BYTES", 2 * 8 * WIDE * 8)  # two members a chunk
+    models = members(nn.ReLU())
+    stack, loss_fn = Stack(models), CrossEntropyLoss()
+    l2 = torch.tensor([0.01, 0.02, 0.03], dtype=torch.float64)
+    g = SimpleNamespace(model=models[0], loss_fn=loss_fn, stack=stack, l2=l2, widest=WIDE,
+                        written_out=written_out)  # fmt: skip
+    x, y = data("ce", 19, shared=False)
+    micro = [(x[:, a:b], y[:, a:b]) for a, b in ((0, 8), (8, 16), (16, 19))]
+    alive = torch.tensor([[True], [False], [True]])
+    assert len(vector_stack.chunks(g, 8)) == 2
+    loss, penalty = train.forward_backward(g, micro, alive)
+    for k in (0, 2):
+        model = models[k]
+        total = sum(loss_fn(model(xb[k]), yb[k]) * (xb.shape[1] / 19) for xb, yb in micro)
+        reg = l2[k] * sum(p.square().sum() for p in model.parameters())
+        (total + reg).backward()
+        torch.testing.assert_close(loss[k], total.detach(), rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(penalty[k], reg.detach(), rtol=1e-12, atol=1e-15)
+        mine = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        torch.testing.assert_close(stack.grad[k], mine, rtol=1e-12, atol=1e-15)
+    assert (stack.grad[1] == 0).all()
 
 
 def test_gradients_accumulate_and_a_nan_member_stays_its_own():
@@ -109,6 +166,13 @@ def test_what_it_does_not_take_goes_through_autograd():
     doubled = Doubled(nn.Linear(2, 3))
     assert not backprop.supported(doubled, MSELoss())
     assert "a forward of its own" in why_not(doubled, MSELoss())  # nor stacked at all
+    tied = nn.Linear(3, 3)
+    assert "tied weights" in why_not(nn.Sequential(tied, nn.Tanh(), tied), MSELoss())
+    into_data = nn.Sequential(nn.LeakyReLU(inplace=True), nn.Linear(3, 2))
+    assert "in-place LeakyReLU before the first Linear" in why_not(into_data, MSELoss())
+    assert not backprop.supported(mlp, MSELoss(reduction="sum"))
+    assert backprop.supported(MLP(4, 3, [8]), CrossEntropyLoss())  # gradexp's own MLP is
+    assert backprop.supported(MLP(4, 1, [8, 8], activation="tanh"), MSELoss())
     assert not backprop.supported(nn.Sequential(nn.ReLU()), MSELoss())  # nothing to train
     mlp[0].weight.requires_grad_(False)  # a frozen layer: not a parameter of the stack
     assert not backprop.supported(mlp, MSELoss())

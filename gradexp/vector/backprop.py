@@ -20,8 +20,9 @@ from torch.nn import functional as F
 
 from gradexp.losses import CrossEntropyLoss, MSELoss
 from gradexp.vector.stack import linear_forward as linear
+from gradexp.vector.stack import why_not
 
-aten = torch.ops.aten
+aten = torch.ops.aten  # the backward kernels autograd itself runs (positional: torch ≥ 2.4)
 
 # Each activation: (forward, derivative(grad, input, output) → grad of the input), the
 # derivative being the kernel autograd runs for that module.
@@ -44,9 +45,9 @@ def supported(model: nn.Module, loss_fn: nn.Module) -> bool:
     """Whether the step can be written out: an nn.Sequential of Linear layers and the
     activations above (exact types), every parameter trained, with the cross-entropy or the
     mean squared error."""
-    if not isinstance(model, nn.Sequential) or not isinstance(loss_fn, CrossEntropyLoss | MSELoss):
+    if why_not(model, loss_fn) is not None:  # not stacked at all (reduction, weights, …)
         return False
-    if type(model).forward is not nn.Sequential.forward:  # a forward of its own
+    if not isinstance(model, nn.Sequential) or not isinstance(loss_fn, CrossEntropyLoss | MSELoss):
         return False
     layers = all(type(m) is nn.Linear or type(m) in ACTIVATIONS for m in model)
     trained = [p.requires_grad for p in model.parameters()]

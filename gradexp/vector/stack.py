@@ -40,6 +40,14 @@ def why_not(model: nn.Module, loss_fn: nn.Module) -> str | None:
     for layer in model:
         if not isinstance(layer, (nn.Linear, *ELEMENTWISE)):
             return f"its layer {type(layer).__name__} is neither nn.Linear nor elementwise"
+    linears = [id(m) for m in model if isinstance(m, nn.Linear)]
+    if len(linears) != len(set(linears)):
+        return "a Linear layer used twice (tied weights) has no batched form"
+    for layer in model:  # one in place before any Linear would write into the data set
+        if isinstance(layer, nn.Linear):
+            break
+        if getattr(layer, "inplace", False):
+            return f"its in-place {type(layer).__name__} before the first Linear layer"
     if not isinstance(loss_fn, CrossEntropyLoss | MSELoss | HingeLoss):
         return f"the loss {type(loss_fn).__name__} has no batched form"
     if loss_fn.reduction != "mean":
@@ -151,7 +159,8 @@ def linear_forward(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     the digits MLP's 10-wide layer (32 members × 64 rows: 0.10 ms against 0.38; 8 × 1,438 rows:
     0.9 against 1.8), and the cross-entropy's log-softmax then reads it contiguous. It is written
     into a tensor of its own with those strides, not returned as a view (an in-place activation
-    after a custom Function's view is refused by autograd). Called without autograd (no out=)."""
+    after a custom Function's view is refused by autograd), by out=: so it runs with autograd
+    off, as it does inside StackedLinear's forward and gradexp.vector.backprop."""
     h = h.expand(weight.shape[0], -1, -1)
     k, rows, out = weight.shape[0], h.shape[1], weight.shape[1]
     if out <= NARROW and rows > 1:

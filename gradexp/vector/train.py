@@ -43,7 +43,8 @@ class Group:
 
 def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | None]:
     """Each member's loss and λ‖θ‖² for one update ([K] each); a frozen member's loss is left
-    out of the backward pass, so its gradient is 0 and nothing of it reaches the others."""
+    out of the backward pass (an exact 0 at its outputs: its own gradient rows are 0, or NaN
+    where its parameters are), so nothing of it reaches the others."""
     n = sum(x.shape[1] for x, _ in micro)
     loss = 0.0
     for x, y in micro:
