@@ -71,8 +71,13 @@ def test_ctrl_c_stops_tensorboard_and_its_data_server(tmp_path):
     sweep = tmp_path / "my-sweep"
     write_points(sweep / "0_optimizer=sgd", 5)
     env = os.environ | {"PYTHONPATH": str(ROOT)}
+    # Ctrl-C's own disposition in the board, whatever the suite's: a shell starts a background
+    # job (`pytest &`) with SIGINT ignored, which Popen passes on, and then Python never raises
+    # KeyboardInterrupt (the test then failed in a backgrounded suite only)
+    ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     board = subprocess.Popen([sys.executable, "-m", "gradexp.board", str(sweep)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=ctrl_c)  # fmt: skip
     try:
         lines = [board.stdout.readline() for _ in range(5)]
         assert lines[0].startswith("gradexp board: TensorBoard on"), lines
@@ -82,8 +87,10 @@ def test_ctrl_c_stops_tensorboard_and_its_data_server(tmp_path):
         # gradexp.board, TensorBoard and TensorBoard's Rust data server
         assert len(processes_mentioning(str(sweep))) == 3
         board.send_signal(signal.SIGINT)
-        assert board.wait(timeout=30) == 0
-        assert "stopped" in board.stderr.read()
+        # communicate, not wait: the board's stderr (TensorBoard's lines, relayed) is drained
+        # while it stops, so a full pipe cannot block its last line ("stopped")
+        _, err = board.communicate(timeout=60)
+        assert board.returncode == 0 and "stopped" in err
         assert processes_mentioning(str(sweep)) == []
     finally:  # on a failure above: ours alone, found by the test's own temporary path
         if board.poll() is None:
