@@ -190,3 +190,23 @@ def test_narrow_outputs_are_the_layers_formula(rows, out, bias):
     expected = torch.stack([nn.functional.linear(h[k], w[k], b[k] if bias else None)
                             for k in range(K)])  # fmt: skip
     torch.testing.assert_close(linear_forward(h, w, b), expected, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_a_loss_of_exactly_zero_is_plus_zero_as_torchs(rows):
+    """Saturated logits (float32: log-softmax exactly 0) give a loss of +0.0 on both paths, as
+    F.cross_entropy's mean does: a summary never shows -0.0."""
+    models = [nn.Sequential(nn.Linear(D, C)) for _ in range(K)]
+    with torch.no_grad():
+        for m in models:
+            m[0].weight.zero_()
+            m[0].bias.copy_(torch.tensor([200.0, 0.0, 0.0]))
+    stack, loss_fn = Stack(models), CrossEntropyLoss()
+    x, y = torch.randn(K, rows, D), torch.zeros(K, rows, dtype=torch.long)
+    grads = {n: p.grad for n, p in stack.params.items()}
+    written = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y,
+                                        torch.ones(K))  # fmt: skip
+    through_autograd = losses(loss_fn, forward(models[0], stack, x), y)
+    alone = loss_fn(models[0](x[0]), y[0])
+    assert str(alone.item()) == "0.0"
+    assert [str(v) for v in [*written.tolist(), *through_autograd.tolist()]] == ["0.0"] * 2 * K

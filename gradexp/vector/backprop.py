@@ -99,7 +99,8 @@ def loss_and_grad(loss_fn: nn.Module, out: Tensor, target: Tensor) -> tuple[Tens
     logits = out.transpose(1, 2)  # [K, C, B]: contiguous where the last layer wrote it so
     logp = F.log_softmax(logits, dim=1)
     eps, classes = loss_fn.label_smoothing, logp.shape[1]
-    nll = -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean(1)
+    # 0 − mean, not −mean: an exact 0 is +0.0, as F.cross_entropy's mean gives (not -0.0)
+    nll = 0.0 - logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean(1)
     dlogp = torch.full_like(logp, -eps / (classes * b) if eps else 0.0)
     dlogp.scatter_add_(1, labels.unsqueeze(1), torch.full_like(logp[:, :1], -(1 - eps) / b))
     dz = aten._log_softmax_backward_data(dlogp, logp, 1, logp.dtype)

@@ -202,9 +202,10 @@ def cross_entropy(out: Tensor, labels: Tensor, smoothing: float = 0.0) -> Tensor
     if b == 1:
         each = F.cross_entropy(out.reshape(k, -1), labels.reshape(-1), reduction="none",
                                label_smoothing=smoothing)  # fmt: skip
-        return each.view(k, b).mean(1)
+        return each.view(k, b).mean(1) + 0.0  # its "none" gives -0.0 where its mean gives +0.0
     logp = F.log_softmax(out.transpose(1, 2), dim=1)  # [K, C, B]
-    nll = -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean(1)
+    # 0 − mean, not −mean: an exact 0 is +0.0, as F.cross_entropy's mean gives (not -0.0)
+    nll = 0.0 - logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean(1)
     if not smoothing:
         return nll
     # torch's order: the batch means first, then ε/C of the summed log-probabilities (so that
