@@ -32,13 +32,12 @@ class Logger:
 
     def write(self, step: int, values: dict[str, float], elapsed: float, epoch: int | None = None):
         """One point: TensorBoard x is `step`, or `epoch` for the per-epoch series."""
-        summary = Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
-        self.events.add_summary(summary, step if epoch is None else epoch, self.start + elapsed)
+        self.events.add_scalars(values, step if epoch is None else epoch, self.start + elapsed)
         self.tags.update(values)
         record = {"step": step, "time": round(elapsed, 6)}
         if epoch is not None:
             record["epoch"] = epoch
-        self.jsonl.write(json.dumps(_finite_or_str(record | values)) + "\n")
+        self.jsonl.write(_json_line(record | values) + "\n")
 
     def text(self, tag: str, text: str) -> None:
         """Markdown for the TEXT tab, as torch's summary.text() writes it (without importing
@@ -125,6 +124,13 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     tmp = Path(run_dir) / "summary.json.tmp"
     tmp.write_text(json.dumps(_finite_or_str(summary), indent=2) + "\n")
     tmp.replace(Path(run_dir) / "summary.json")
+
+
+def _json_line(record: dict) -> str:
+    try:  # every value finite (the common case): json's C encoder alone
+        return json.dumps(record, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite_or_str(record))
 
 
 def _finite_or_str(value):
