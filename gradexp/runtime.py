@@ -8,6 +8,7 @@ import os
 import sys
 import types
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -129,3 +130,16 @@ def keep_heap() -> bool:
             ok = False
     _heap_tuned.append(ok)
     return ok
+
+
+def l2_bytes(default: int = 2**20) -> int:
+    """The CPU's level-2 cache (per core), as Linux reports it; `default` where it does not."""
+    try:
+        for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 2**10, "M": 2**20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return default

@@ -7,13 +7,13 @@ from __future__ import annotations
 import sys
 import warnings
 from itertools import pairwise
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from gradexp import runtime
 from gradexp.losses import CrossEntropyLoss, HingeLoss, MSELoss
 
 # The views' gradients are views too, and autograd accumulates into them in place; it warns that
@@ -214,23 +214,10 @@ def cross_entropy(out: Tensor, labels: Tensor, smoothing: float = 0.0) -> Tensor
     return (1 - smoothing) * nll + smoothing * (-logp.sum(1).mean(1) / logp.shape[1])
 
 
-def l2_bytes(default: int = 2**20) -> int:
-    """The CPU's level-2 cache (per core), as Linux reports it; `default` where it does not."""
-    try:
-        for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-            if (index / "level").read_text().strip() == "2":
-                size = (index / "size").read_text().strip().upper()
-                scale = {"K": 2**10, "M": 2**20}.get(size[-1:], 1)
-                return int(size.rstrip("KM")) * scale
-    except (OSError, ValueError):
-        pass
-    return default
-
-
 # The widest activations of a chunk of members stay about this small: 1.5× the L2 cache. Measured
 # (32 digits MLPs, a written-out step, 1 thread, 1 MiB L2): at 1,437 rows a chunk of 2 members
 # (1.4 MB) took 39 ms, of 4 45, of 8 (5.9 MB) 49, all 32 at once 55; at 360 rows 4–8 members best.
-CACHE_BYTES = 3 * l2_bytes() // 2
+CACHE_BYTES = 3 * runtime.l2_bytes() // 2
 
 
 def chunks(g, batch: int):
