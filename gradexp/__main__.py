@@ -16,7 +16,10 @@ from gradexp import CONF_DIR, hydra_main_args
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", **hydra_main_args())
 def task(cfg: DictConfig) -> float:
-    from gradexp import run  # imports torch: not needed for --help or --cfg
+    from gradexp.startup import import_settled
+
+    import_settled("gradexp.run")  # imports torch: not needed for --help or --cfg
+    from gradexp import run
 
     hc = HydraConfig.get()
     key = "hydra.sweep.dir" if hc.mode == RunMode.MULTIRUN else "hydra.run.dir"

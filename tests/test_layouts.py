@@ -148,3 +148,12 @@ def test_hparam_types_an_lr_of_1_is_a_number_and_a_seed_is_text():
     assert typed("data.noise", 0) == 0.0  # a real knob: one type with data.noise=0.1 beside it
     assert typed("l2", 0) == 0.0 and typed("seed", 3) == "3" and typed("batch.size", 64) == "64"
     assert typed("optimizer.nesterov", True) is True and typed("model.hidden", [8]) == "[8]"
+
+
+def test_a_layout_is_built_once_per_tag_set_and_equals_a_fresh_build():
+    tags = frozenset(["train/loss", "eval/loss", "grad/norm", "grad/norm_min", "grad/norm_max"])
+    first = layouts.for_tags(tags)
+    assert layouts.for_tags(frozenset(set(tags))) is first
+    assert first.SerializeToString() == layouts.summary(layouts.build(tags)).SerializeToString()
+    other = layouts.for_tags(tags | {"curvature/sharpness"})
+    assert other.SerializeToString() != first.SerializeToString()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.compat.proto.tensor_pb2 import TensorProto
@@ -72,6 +73,13 @@ def _margin(title: str, value: str, tags: set[str]) -> layout_pb2.Chart | None:
         return None
     series = layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
     return layout_pb2.Chart(title=title, margin=layout_pb2.MarginChartContent(series=[series]))
+
+
+@lru_cache(maxsize=64)
+def for_tags(tags: frozenset[str]) -> Summary:
+    """summary(build(tags)), built once per tag set: every member of a group, and every job of
+    a sweep, writes the same layout (not to be modified by the caller)."""
+    return summary(build(tags))
 
 
 def summary(layout: layout_pb2.Layout) -> Summary:

@@ -67,7 +67,7 @@ class Logger:
         if len(self.tags) > self.laid_out:
             # The Custom Scalars tab's charts, rewritten when new tags appear (TensorBoard shows
             # the latest), so a run still training has them too.
-            self.events.add_summary(layouts.summary(layouts.build(self.tags)))
+            self.events.add_summary(layouts.for_tags(frozenset(self.tags)))
             self.laid_out = len(self.tags)
         self.events.flush()
         self.jsonl.flush()

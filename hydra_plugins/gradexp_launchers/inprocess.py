@@ -71,6 +71,9 @@ class InProcessLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:  # fmt: skip
+        from gradexp.startup import import_settled
+
+        import_settled("gradexp.run")  # torch, before the sweeper composes any job
         # The sweeper holds the same context: its check then composes through ComposedOnce.
         if not isinstance(hydra_context.config_loader, ComposedOnce):
             hydra_context.config_loader = ComposedOnce(hydra_context.config_loader, self.keep)

@@ -29,7 +29,11 @@ class VectorizedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:  # fmt: skip
+        from gradexp.startup import import_settled
         from gradexp.vector.jobs import Deriving  # Hydra and OmegaConf only: cheap to import
+
+        if self.submitit is None:  # torch, before the sweeper composes any job
+            import_settled("gradexp.vector.groups")
 
         loader = hydra_context.config_loader
         while isinstance(loader, ComposedOnce | Deriving):
