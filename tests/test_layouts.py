@@ -157,3 +157,23 @@ def test_a_layout_is_built_once_per_tag_set_and_equals_a_fresh_build():
     assert first.SerializeToString() == layouts.summary(layouts.build(tags)).SerializeToString()
     other = layouts.for_tags(tags | {"curvature/sharpness"})
     assert other.SerializeToString() != first.SerializeToString()
+
+
+def test_the_sweep_experiment_reads_a_runs_tags_as_read_metrics_would(run_dir):
+    from gradexp.study.runs import read_metrics, tags_of
+
+    def decoded(file: Path) -> set[str]:
+        points, epochs = read_metrics(file)
+        return set().union(*(p.keys() for p in points), *(e.keys() for e in epochs))
+
+    run_experiment(run_dir, "data=iris", "epochs=2", "log_every=3", "l2=0.001")
+    file = run_dir / "metrics.jsonl"
+    assert tags_of(file) == decoded(file) and {"train/loss", "epoch/eval_loss"} <= tags_of(file)
+    with file.open("a") as f:  # lines read_metrics skips, and a value that is a string
+        f.write('{"step": 99, "late/nan": "nan", "late/x": 1.5}\n{"note": 1, "not/a_tag": 2}\n')
+        f.write('{"step": 1.5, "float/step": 1}\n{"step": 100, "cut/short": 2.0')
+    assert tags_of(file) == decoded(file) and "late/nan" in tags_of(file)
+    assert not {"not/a_tag", "float/step", "cut/short"} & tags_of(file)
+    with file.open("a") as f:  # an escaped key: every line decoded
+        f.write('\n{"step": 101, "quote\\"d": 1.0}\n')
+    assert tags_of(file) == decoded(file) and 'quote"d' in tags_of(file)

@@ -14,20 +14,20 @@ def write_experiment(sweep_dir: Path) -> Path | None:
     """The experiment's event file in sweep_dir (None: no finished job to describe)."""
     from gradexp.record import hparams as sessions  # TensorBoard's protos: only at the end
     from gradexp.record.events import EventFile
-    from gradexp.study.runs import find, load
+    from gradexp.study.runs import find, summary_of, tags_of
 
     found, _ = find([sweep_dir])
-    runs = [r for r in map(load, (p for p in found if p != sweep_dir)) if r is not None]
-    runs = [r for r in runs if isinstance(r.summary.get("hparams"), dict)]
+    summaries = {p: summary_of(p) for p in found if p != sweep_dir}
+    runs = {p: s["hparams"] for p, s in summaries.items()
+            if s is not None and isinstance(s.get("hparams"), dict)}  # fmt: skip
     if not runs:
         return None
-    tags = [set().union(*(p.keys() for p in r.points), *(e.keys() for e in r.epochs))
-            for r in runs]  # fmt: skip
+    tags = [tags_of(p / "metrics.jsonl") for p in runs]
     common = sorted(set.intersection(*tags) - {"step", "time", "epoch"})
     for old in sweep_dir.glob("events.out.tfevents.*"):  # an earlier launch's record
         old.unlink()  # (a sweep root holds no run of its own: only these)
     events = EventFile(sweep_dir)
-    events.add_summary(sessions.experiment([r.summary["hparams"] for r in runs], common))
+    events.add_summary(sessions.experiment(list(runs.values()), common))
     events.close()
     return events.path
 

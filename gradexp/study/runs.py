@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,15 +135,23 @@ class Damaged(Exception):
     """A run dir whose files cannot be read as a gradexp run's (the reason, in one line)."""
 
 
-def load(path: Path) -> Run | None:
-    """A run that has written its summary; None while it is still running (or if it died).
-    Raises Damaged for files that are there but not a run's (never hangs on a FIFO)."""
+def summary_of(path: Path) -> dict | None:
+    """A run's summary.json; None while it is still running (or if it died)."""
     file = path / "summary.json"
     if not file.exists():
         return None
     summary = _json(file)
     if not isinstance(summary, dict):
         raise Damaged(f"{file}: not a gradexp summary (a JSON {type(summary).__name__})")
+    return summary
+
+
+def load(path: Path) -> Run | None:
+    """A run that has written its summary; None while it is still running (or if it died).
+    Raises Damaged for files that are there but not a run's (never hangs on a FIFO)."""
+    summary = summary_of(path)
+    if summary is None:
+        return None
     config_file = path / ".hydra" / "config.yaml"
     config = {}
     if config_file.exists():
@@ -171,6 +180,27 @@ def _json(file: Path):
         return json.loads(_text(file))
     except ValueError as e:
         raise Damaged(f"{file}: not JSON ({e})") from None
+
+
+# A key of a line gradexp wrote: no escapes in the file (else every line is decoded)
+KEY = re.compile(r'"([^"\\]*)": ')
+
+
+def tags_of(file: Path) -> set[str]:
+    """The keys of metrics.jsonl's lines, as read_metrics would return them, without decoding
+    the values (a sweep's HParams experiment needs only these: decoding 32 jobs' lines took
+    ~0.2 s): complete lines of gradexp's (`{"step": <int>, …}`) scanned for their keys."""
+    if not file.exists():
+        return set()
+    text = _text(file)
+    if "\\" in text:  # an escaped character: decode
+        points, epochs = read_metrics(file)
+        return set().union(*(p.keys() for p in points), *(e.keys() for e in epochs))
+    lines = [ln for ln in text.splitlines() if STEP.match(ln) and ln.endswith("}")]
+    return set(KEY.findall("\n".join(lines)))
+
+
+STEP = re.compile(r'\{"step": -?\d+[,}]')
 
 
 def read_metrics(file: Path) -> tuple[list[dict], list[dict]]:
