@@ -55,7 +55,8 @@ class VectorBatches:
         if len(self.seeds) > 1:
             order = order[self.which]  # [K, n] indices: the data itself is held once
         for i in range(skip * k, len(b.slices), k):
-            yield [(b.x[order[:, s:e]], b.y[order[:, s:e]]) for s, e in b.slices[i : i + k]]
+            yield [(rows(b.x, order[:, s:e]), rows(b.y, order[:, s:e]))
+                   for s, e in b.slices[i : i + k]]  # fmt: skip
 
     def state(self) -> dict:
         return {"order": [g.get_state() for g in self.generators],
@@ -65,3 +66,9 @@ class VectorBatches:
     def load_state(self, state: dict, mid_epoch: bool) -> None:
         for g, saved in zip(self.generators, state["order_epoch" if mid_epoch else "order"]):
             g.set_state(saved)
+
+
+def rows(t: Tensor, index: Tensor) -> Tensor:
+    """t[index] for an index of [K, b] rows: the same values, by index_select (32 × 64 rows of
+    the digits: 22 µs against 108 by advanced indexing)."""
+    return t.index_select(0, index.reshape(-1)).view(*index.shape, *t.shape[1:])
