@@ -187,9 +187,11 @@ KEY = re.compile(r'"([^"\\]*)": ')
 
 
 def tags_of(file: Path) -> set[str]:
-    """The keys of metrics.jsonl's lines, as read_metrics would return them, without decoding
-    the values (a sweep's HParams experiment needs only these: decoding 32 jobs' lines took
-    ~0.2 s): complete lines of gradexp's (`{"step": <int>, …}`) scanned for their keys."""
+    """The keys of metrics.jsonl's lines without decoding the values (a sweep's HParams
+    experiment needs only these: decoding 32 jobs' lines took ~0.2 s): the complete lines of
+    gradexp's Logger (`{"step": <int>, …}`, flat, json's separators, ASCII) scanned for their
+    keys, which are then read_metrics' keys; a file with an escape anywhere is decoded line by
+    line. Lines no gradexp writes (two objects on one line, nested values) may add keys."""
     if not file.exists():
         return set()
     text = _text(file)

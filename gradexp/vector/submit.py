@@ -83,6 +83,11 @@ class SubmitFailed(Exception):
 
 def run_task(jobs: list, max_members: int | None) -> list[dict]:
     """What one submitit task runs: the group, with gradexp's lines on the task's stderr."""
+    from gradexp.startup import import_settled
+
+    # torch came in with the pickled jobs: this freezes it (and the jobs, which live as long
+    # as the task), so the group's collections do not walk it again
+    import_settled("gradexp.vector.run")
     from gradexp.vector.run import run_group
 
     if not log.handlers:
