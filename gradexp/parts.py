@@ -36,7 +36,8 @@ def make(group: str, node: DictConfig, *args, values: dict | None = None, **kwar
     (its resolved config), which keys the partial for the next member with the same node."""
     try:
         partial = node.get("_partial_")
-        key = (group, repr(values)) if partial and values is not None else None
+        cached = partial and values is not None and not nested_target(values)
+        key = (group, repr(values)) if cached else None
         made = PARTIALS.get(key) if key else None
         if made is None:
             made = instantiate(node, **WHITELIST)
@@ -57,6 +58,16 @@ def make(group: str, node: DictConfig, *args, values: dict | None = None, **kwar
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:
         # torch's own checks, e.g. "Invalid momentum value"; the first line, not a dump
         raise ConfigError(group, node.get("_target_"), str(e).splitlines()[0]) from None
+
+
+def nested_target(values) -> bool:
+    """Whether a node holds a `_target_` below its top: instantiate() makes that object once
+    for the partial, so a cached partial would hand the same one (a module with parameters, a
+    generator) to every member; such a node is instantiated anew for each."""
+    if not isinstance(values, dict | list):
+        return False
+    children = values.values() if isinstance(values, dict) else values
+    return any((isinstance(v, dict) and "_target_" in v) or nested_target(v) for v in children)
 
 
 def check_memory(cfg: DictConfig, data: datasets.Data, knobs: Knobs) -> None:

@@ -53,3 +53,21 @@ def test_option_composes_and_runs(tmp_path, csv_path, group, option):
     assert s["steps"] == 3 and math.isfinite(s["final"]["train/loss"])
     assert s["choices"][group] == option
     assert [step for step, _ in scalars(tmp_path)["train/loss"]] == [0, 1, 2, 3]  # 0: J(θ₀)
+
+
+def test_a_partial_with_a_nested_target_is_made_anew_for_each_member():
+    """parts.make caches a `_partial_` by its resolved node (a vectorised group's members
+    share it), but not one that holds a `_target_` below its top: the nested object (here a
+    module with parameters) would be the same one in every member."""
+    from omegaconf import OmegaConf
+
+    from gradexp.parts import make
+
+    node = OmegaConf.create({"_target_": "torch.nn.Sequential", "_partial_": True,
+                             "_args_": [{"_target_": "torch.nn.PReLU"}]})  # fmt: skip
+    values = OmegaConf.to_container(node, resolve=True)
+    first, second = (make("model", node, values=values) for _ in range(2))
+    assert first[0] is not second[0]
+    flat = OmegaConf.create({"_target_": "torch.nn.PReLU", "_partial_": True})
+    plain = OmegaConf.to_container(flat, resolve=True)
+    assert make("model", flat, values=plain) is not make("model", flat, values=plain)
