@@ -117,3 +117,36 @@ def test_fused_adam_over_many_steps_stays_with_torch_optim(dtype):
     rel = 1e-12 if dtype == torch.float64 else 1e-4
     for i, w in enumerate(singles):
         torch.testing.assert_close(flat[i], w.detach(), rtol=rel, atol=rel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_the_scratch_is_zeroed_by_adamws_decay_as_by_zero_(dtype, amsgrad):
+    """The fused path leans on torch's AdamW kernel at lr = 1, weight_decay = 1 writing exactly
+    what Adam's writes on a zeroed buffer (θ − 1·θ = +0): the same bits where the old scratch
+    was finite (signed zeros and 1e30 included), NaN where it was not, the moments identical."""
+    g = torch.Generator().manual_seed(5)
+    k, p = 6, 257  # 257: the kernel's vector loop and its tail
+    grad = torch.randn(k, p, generator=g, dtype=dtype)
+    grad[1, 3], grad[2, 4] = float("nan"), float("inf")
+    moments = [torch.rand(k, p, generator=g, dtype=dtype) for _ in range(3 if amsgrad else 2)]
+    old = torch.randn(k, p, generator=g, dtype=dtype)
+    old[0, :4] = torch.tensor([-0.0, 0.0, 1e30, -1e30])
+    old[3, 5], old[4, 6] = float("nan"), float("-inf")
+    count = [torch.tensor(4.0)] * k
+    runs = []
+    for kernel, scratch, decay in ((torch._fused_adam_, torch.zeros_like(old), 0.0),
+                                   (torch._fused_adamw_, old.clone(), 1.0)):  # fmt: skip
+        state = [m.clone() for m in moments]
+        lists = [list(t.unbind(0)) for t in (scratch, grad, *state)]
+        kernel(*lists[:4], lists[4] if amsgrad else [], count, lr=1.0, beta1=0.9, beta2=0.999,
+               weight_decay=decay, eps=1e-8, amsgrad=amsgrad, maximize=False)  # fmt: skip
+        runs.append((scratch, state))
+    (zeroed, kept), (decayed, state) = runs
+    finite = torch.isfinite(old)
+    torch.testing.assert_close(decayed[finite], zeroed[finite], rtol=0, atol=0, equal_nan=True)
+    same = finite & torch.isfinite(zeroed)  # a NaN gradient gives NaN in both
+    assert same.sum() > k * p - 10 and torch.equal(zeroed[same].signbit(), decayed[same].signbit())
+    assert decayed[~finite].isnan().all()
+    for a, b in zip(kept, state):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)

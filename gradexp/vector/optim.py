@@ -130,9 +130,10 @@ class VectorOptimizer:
     def _adam_fused(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         """Adam when the members share betas and eps (an lr sweep): torch's fused kernel, one
         pass over the buffers instead of ten (5× faster on the digits MLP's [32, 9610]), run
-        with lr = 1 on a zero scratch buffer, which then holds -m̂/(√v̂ + ε); each member's lr
-        scales it onto its own parameters. A frozen member's parameters stay (lr 0) while its
-        moments keep decaying: it never trains again, its sequential run having ended."""
+        with lr = 1 on a scratch buffer it first zeroes, which then holds -m̂/(√v̂ + ε); each
+        member's lr scales it onto its own parameters. A frozen member's parameters stay (lr 0)
+        while its moments keep decaying: it never trains again, its sequential run having
+        ended."""
         if self.decoupled:
             param.mul_((1 - lr * self.h["weight_decay"]).to(self.dtype))
         else:
@@ -148,13 +149,15 @@ class VectorOptimizer:
         names = ["scratch", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
         rows = [self.rows(n, t) if t is not g or g is self.grad else list(t.unbind(0))
                 for n, t in zip(names, (self.scratch, g, m, v, *most))]  # fmt: skip
-        torch._fused_adam_(*rows[:4], rows[4] if most else [], [self.count] * len(rows[0]),
-                           lr=1.0,
-                           beta1=self.same["beta1"], beta2=self.same["beta2"],
-                           weight_decay=0.0, eps=self.same["eps"],
-                           amsgrad=self.flags["amsgrad"], maximize=False)  # fmt: skip
+        # AdamW's decay at lr = 1, weight_decay = 1 first sets the scratch to θ − 1·θ = 0 (NaN
+        # where it held NaN or ±inf: that member's moments already are), so it needs no zero_()
+        # pass of its own; the rest of the kernel is Adam's (the same bits, tested).
+        torch._fused_adamw_(*rows[:4], rows[4] if most else [], [self.count] * len(rows[0]),
+                            lr=1.0,
+                            beta1=self.same["beta1"], beta2=self.same["beta2"],
+                            weight_decay=1.0, eps=self.same["eps"],
+                            amsgrad=self.flags["amsgrad"], maximize=False)  # fmt: skip
         param.addcmul_(self.scratch, lr.to(self.dtype))
-        self.scratch.zero_()
 
     def _adam(self, param: Tensor, g: Tensor, lr: Tensor, on: Tensor) -> None:
         if self.decoupled:
