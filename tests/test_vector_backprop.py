@@ -89,12 +89,13 @@ def test_float32_members_are_their_own_models_too(loss, rows):
         torch.testing.assert_close(stack.grad[k], mine, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cuts", [((0, 8), (8, 16), (16, 19)), ((0, 19),)], ids=["3", "1"])
 @pytest.mark.parametrize("written_out", [True, False])
-def test_the_loops_step_is_the_same_either_way(written_out, monkeypatch):
+def test_the_loops_step_is_the_same_either_way(written_out, cuts, monkeypatch):
     """gradexp.vector.train.forward_backward with three micro-batches (8, 8 and 3 rows: their
-    shares of the update), an L2 term, members in chunks of two and one frozen member gives
-    each member the loss and gradient of its own model: through the written-out backward and
-    through autograd alike."""
+    shares of the update) or one, an L2 term, members in chunks of two and one frozen member
+    gives each member the loss and gradient of its own model: through the written-out backward
+    and through autograd alike, over a gradient buffer left holding NaN."""
     from types import SimpleNamespace
 
     from gradexp.vector import stack as vector_stack
@@ -107,9 +108,10 @@ def test_the_loops_step_is_the_same_either_way(written_out, monkeypatch):
     g = SimpleNamespace(model=models[0], loss_fn=loss_fn, stack=stack, l2=l2, widest=WIDE,
                         written_out=written_out)  # fmt: skip
     x, y = data("ce", 19, shared=False)
-    micro = [(x[:, a:b], y[:, a:b]) for a, b in ((0, 8), (8, 16), (16, 19))]
+    micro = [(x[:, a:b], y[:, a:b]) for a, b in cuts]
     alive = torch.tensor([[True], [False], [True]])
     assert len(vector_stack.chunks(g, 8)) == 2
+    stack.grad.fill_(float("nan"))  # the last step's, as the loop leaves it
     loss, penalty = train.forward_backward(g, micro, alive)
     for k in (0, 2):
         model = models[k]
@@ -142,6 +144,29 @@ def test_gradients_accumulate_and_a_nan_member_stays_its_own():
     loss = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
     assert loss[1].isnan() and loss[[0, 2]].isfinite().all()
     torch.testing.assert_close(stack.grad[[0, 2]], once[[0, 2]], rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+@pytest.mark.parametrize("shared", [False, True], ids=["own_inputs", "shared_input"])
+def test_one_micro_batch_writes_over_the_old_gradient(rows, shared):
+    """write=True (one micro-batch, no zero_() first): whatever the buffer held (NaN included)
+    is replaced by exactly what zero_() and accumulating give, every parameter's rows, a
+    frozen member's exact 0 too."""
+    models = members(nn.ReLU())
+    stack, loss_fn = Stack(models), CrossEntropyLoss()
+    x, y = data("ce", rows, shared)
+    grads = {n: p.grad for n, p in stack.params.items()}
+    weight = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+    stack.grad.zero_()
+    added = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight)
+    expected = stack.grad.clone()
+    stack.grad.fill_(float("nan"))
+    stack.grad[0, :5] = 7.0
+    written = backprop.forward_backward(models[0], stack.params, grads, loss_fn, x, y, weight,
+                                        write=True)  # fmt: skip
+    torch.testing.assert_close(written, added, rtol=0, atol=0)
+    torch.testing.assert_close(stack.grad, expected, rtol=0, atol=0)
+    assert (stack.grad[2] == 0).all() and expected.abs().sum() > 0
 
 
 def test_what_it_does_not_take_goes_through_autograd():

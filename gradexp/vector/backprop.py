@@ -56,9 +56,12 @@ def supported(model: nn.Module, loss_fn: nn.Module) -> bool:
 
 @torch.no_grad()
 def forward_backward(model: nn.Sequential, params: dict, grads: dict, loss_fn: nn.Module,
-                     x: Tensor, y: Tensor, weight: Tensor) -> Tensor:  # fmt: skip
+                     x: Tensor, y: Tensor, weight: Tensor,
+                     write: bool = False) -> Tensor:  # fmt: skip
     """Each member's loss on (x, y), [K], with weight[k]·∇(its loss) added into `grads` (the
-    parameters' gradient views); a member of weight 0 (frozen) gets an exact 0 at the outputs."""
+    parameters' gradient views), or written over them (write=True: one micro-batch, whose
+    gradient is the whole of it; no zero_() pass first, no read of the old values); a member of
+    weight 0 (frozen) gets an exact 0 at the outputs."""
     kept, h = [], x
     for name, layer in model._modules.items():  # (named_children skips a repeat)
         if type(layer) is nn.Linear:
@@ -77,11 +80,17 @@ def forward_backward(model: nn.Sequential, params: dict, grads: dict, loss_fn: n
             g = ACTIVATIONS[type(layer)][1](layer, g, a, out)
             continue
         w, gw = params[f"{name}.weight"], grads[f"{name}.weight"]
-        if g.shape[1] == 1:  # one row: the outer product (5× faster than bmm on [K, out, 1])
+        if g.shape[1] == 1 and write:  # one row: the outer product (5× faster than bmm)
+            torch.mul(g.transpose(1, 2), a, out=gw)
+        elif g.shape[1] == 1:
             gw.addcmul_(g.transpose(1, 2), a)
+        elif write:
+            torch.bmm(g.transpose(1, 2), a.expand(g.shape[0], -1, -1), out=gw)
         else:
             gw.add_(torch.bmm(g.transpose(1, 2), a.expand(g.shape[0], -1, -1)))
-        if f"{name}.bias" in grads:
+        if f"{name}.bias" in grads and write:
+            torch.sum(g, 1, out=grads[f"{name}.bias"])
+        elif f"{name}.bias" in grads:
             grads[f"{name}.bias"].add_(g.sum(1))
         if i > lowest:
             g = torch.bmm(g, w)

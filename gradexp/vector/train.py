@@ -45,7 +45,11 @@ class Group:
 def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | None]:
     """Each member's loss and λ‖θ‖² for one update ([K] each); a frozen member's loss is left
     out of the backward pass (an exact 0 at its outputs: its own gradient rows are 0, or NaN
-    where its parameters are), so nothing of it reaches the others."""
+    where its parameters are), so nothing of it reaches the others. The gradient buffer is
+    zeroed here, but where the written-out step of one micro-batch writes every row of it."""
+    write = g.written_out and len(micro) == 1
+    if not write:
+        g.stack.grad.zero_()
     n = sum(x.shape[1] for x, _ in micro)
     loss = 0.0
     for x, y in micro:
@@ -56,7 +60,8 @@ def forward_backward(g: Group, micro, alive: Tensor) -> tuple[Tensor, Tensor | N
                 weight = pick(alive, rows)[:, 0].to(g.stack.flat.dtype) * share  # 0: frozen
                 grads = {k: pick(p.grad, rows) for k, p in g.stack.params.items()}
                 part = backprop.forward_backward(g.model, members.params, grads, g.loss_fn,
-                                                 pick(x, rows), pick(y, rows), weight)  # fmt: skip
+                                                 pick(x, rows), pick(y, rows), weight,
+                                                 write)  # fmt: skip
                 parts.append(part if len(micro) == 1 else part * share)
                 continue
             part = losses(g.loss_fn, forward(g.model, members, pick(x, rows)), pick(y, rows))
@@ -88,7 +93,6 @@ def train_group(g: Group, record: GroupRecord, plan: Plan, *, progress=None, che
         step = at.step
         last = step >= plan.max_steps or (epoch == plan.epochs and i == per_epoch)
         logged = step % plan.log_every == 0 or last
-        g.stack.grad.zero_()
         loss, penalty = forward_backward(g, micro, g.alive)
         row = [
             loss,
