@@ -55,13 +55,18 @@ def test_option_composes_and_runs(tmp_path, csv_path, group, option):
     assert [step for step, _ in scalars(tmp_path)["train/loss"]] == [0, 1, 2, 3]  # 0: J(θ₀)
 
 
-def test_a_partial_with_a_nested_target_is_made_anew_for_each_member():
+def test_a_partial_with_a_nested_target_is_made_anew_for_each_member(monkeypatch):
     """parts.make caches a `_partial_` by its resolved node (a vectorised group's members
     share it), but not one that holds a `_target_` below its top: the nested object (here a
     module with parameters) would be the same one in every member."""
     from omegaconf import OmegaConf
 
+    from gradexp import parts
     from gradexp.parts import make
+
+    if parts.WHITELIST:  # Hydra 1.4: torch.nn is trusted for this test (as a user may add it)
+        trusted = [*parts.WHITELIST["_execution_whitelist_"], "torch.nn.*"]
+        monkeypatch.setattr(parts, "WHITELIST", {"_execution_whitelist_": trusted})
 
     node = OmegaConf.create({"_target_": "torch.nn.Sequential", "_partial_": True,
                              "_args_": [{"_target_": "torch.nn.PReLU"}]})  # fmt: skip
